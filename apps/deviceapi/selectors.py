@@ -1,0 +1,88 @@
+"""Reads for the device API: what a device should run. Cheap, per device, no fleet-wide work."""
+
+import time
+
+from django.urls import reverse
+
+from apps.fleet.models import Artifact, Component, Device
+from apps.rollouts.models import Deployment
+
+_COMPONENTS: tuple[float, frozenset[str]] = (0.0, frozenset())
+COMPONENT_CACHE_S = 30.0
+
+
+def component_names() -> frozenset[str]:
+    """Known component names, cached per process for a few seconds (components change rarely)."""
+    global _COMPONENTS
+    loaded_at, names = _COMPONENTS
+    if time.monotonic() - loaded_at > COMPONENT_CACHE_S or not names:
+        names = frozenset(Component.objects.values_list("name", flat=True))
+        _COMPONENTS = (time.monotonic(), names)
+    return names
+
+
+def component_cache_clear() -> None:
+    global _COMPONENTS
+    _COMPONENTS = (0.0, frozenset())
+
+
+def device_deployment(*, device: Device, deployment_id: int) -> Deployment | None:
+    return Deployment.objects.filter(pk=deployment_id, device=device).select_related("rollout").first()
+
+
+def device_open_deployments(device: Device) -> list[Deployment]:
+    """Open deployments the device may act on now (released by the pacer, not held by a halt)."""
+    return list(
+        Deployment.objects.filter(device=device, state__in=Deployment.OPEN_STATES, released_at__isnull=False)
+        .exclude(rollout__state__in=("halted", "paused", "aborted"), state=Deployment.State.PENDING)
+        .only("id", "rollout_id", "state", "to_versions", "from_versions", "cancel_requested")
+    )
+
+
+def device_desired_state(*, device: Device, request) -> dict:
+    """The check-in answer: per component, what is installed and what the device should run."""
+    components: dict[str, dict] = {
+        name: {"installed": version, "target": version} for name, version in sorted(device.installed.items())
+    }
+    deployments = device_open_deployments(device)
+    wanted: dict[tuple[str, str], Deployment] = {}
+    for deployment in deployments:
+        for name, version in deployment.to_versions.items():
+            wanted[(name, version)] = deployment
+    artifacts_by_key: dict[tuple[str, str], list[dict]] = {}
+    if wanted:
+        rows = Artifact.objects.filter(
+            release__component__name__in={name for name, _ in wanted},
+            release__version__in={version for _, version in wanted},
+        ).values("id", "filename", "size", "sha256", "sha1", "md5", "url", "release__component__name",
+                 "release__version")
+        for row in rows:
+            key = (row["release__component__name"], row["release__version"])
+            if key not in wanted:
+                continue
+            link = row["url"] or request.build_absolute_uri(
+                reverse("deviceapi:artifact", kwargs={"device_id": device.uid, "artifact_id": row["id"]})
+            )
+            artifacts_by_key.setdefault(key, []).append(
+                {"filename": row["filename"], "size": row["size"], "sha256": row["sha256"], "sha1": row["sha1"],
+                 "md5": row["md5"], "url": link}
+            )
+    for (name, version), deployment in wanted.items():
+        entry = components.setdefault(name, {"installed": None, "target": version})
+        entry.update(
+            {
+                "target": version,
+                "deployment_id": deployment.pk,
+                "deployment_state": deployment.state,
+                "action": "cancel" if deployment.cancel_requested else "install",
+                "feedback_url": request.build_absolute_uri(
+                    reverse("deviceapi:feedback", kwargs={"device_id": device.uid, "deployment_id": deployment.pk})
+                ),
+                "artifacts": artifacts_by_key.get((name, version), []),
+            }
+        )
+    return {
+        "device_id": device.uid,
+        "next_checkin_s": device.effective_poll_interval_s,
+        "components": components,
+    }

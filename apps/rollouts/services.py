@@ -1,0 +1,102 @@
+"""Rollout services. The check-in hook and feedback below are the contract with the device API."""
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.fleet.models import Device
+
+from .models import Deployment
+
+
+class FeedbackError(Exception):
+    def __init__(self, message: str, *, status: int = 409, code: str = "conflict"):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _unhealthy(health: dict[str, int]) -> bool:
+    return bool(health.get("crashes") or health.get("failed_health_checks"))
+
+
+def deployments_on_checkin(*, device: Device, installed: dict[str, str], health: dict[str, int], now: datetime) -> None:
+    """Advance the device's open deployments from what it reports (inside the check-in transaction).
+
+    Success is only recorded once the device runs the new version *and* stayed healthy for
+    the rollout's settle time; coming back on the old version after an install is a failure
+    (an A/B fallback), never a success.
+    """
+    open_deployments = list(
+        Deployment.objects.filter(device=device, state__in=Deployment.OPEN_STATES).select_related("rollout")
+    )
+    for deployment in open_deployments:
+        on_target = all(installed.get(name) == version for name, version in deployment.to_versions.items())
+        if deployment.state == Deployment.State.SETTLING:
+            if not on_target:
+                _finish(deployment, Deployment.State.FAILED, now, code="fallback",
+                        detail="device came back on the previous version after installing")
+            elif _unhealthy(health):
+                _finish(deployment, Deployment.State.FAILED, now, code="unhealthy_after_install",
+                        detail=f"unhealthy while settling: {health}")
+            elif deployment.settle_until and now >= deployment.settle_until:
+                _finish(deployment, Deployment.State.SUCCEEDED, now)
+        elif on_target and deployment.state in (Deployment.State.DOWNLOADING, Deployment.State.INSTALLING):
+            _settle(deployment, now)
+        elif on_target and deployment.state == Deployment.State.PENDING and deployment.released_at:
+            _settle(deployment, now)
+
+
+def _settle(deployment: Deployment, now: datetime) -> None:
+    settle_until = now + timedelta(seconds=deployment.rollout.settle_s)
+    Deployment.objects.filter(pk=deployment.pk, state=deployment.state).update(
+        state=Deployment.State.SETTLING, installed_at=deployment.installed_at or now, settle_until=settle_until
+    )
+    deployment.state = Deployment.State.SETTLING
+    deployment.settle_until = settle_until
+
+
+def _finish(deployment: Deployment, state: str, now: datetime, *, code: str = "", detail: str = "") -> bool:
+    changed = Deployment.objects.filter(pk=deployment.pk, state=deployment.state).update(
+        state=state, finished_at=now, error_code=code, error_detail=detail[:1000]
+    )
+    if changed:
+        deployment.state = state
+    return bool(changed)
+
+
+@transaction.atomic
+def deployment_feedback(
+    *, deployment: Deployment, state: str, progress: int | None = None, error_code: str = "", detail: str = ""
+) -> Deployment:
+    """Apply a device's progress/result report to its deployment."""
+    now = timezone.now()
+    deployment = Deployment.objects.select_for_update().select_related("rollout").get(pk=deployment.pk)
+    if deployment.state in Deployment.FINAL_STATES:
+        if deployment.state == state or (state in ("installed", "succeeded") and deployment.state == "succeeded"):
+            return deployment  # a retried report of what we already know
+        raise FeedbackError(f"deployment already {deployment.state}", status=410, code="gone")
+    if state == "downloading" or state == "downloaded":
+        deployment.state = Deployment.State.DOWNLOADING
+    elif state == "installing":
+        deployment.state = Deployment.State.INSTALLING
+    elif state in ("installed", "succeeded"):
+        # Not a success yet: the device must come back on the new version and stay healthy.
+        deployment.state = Deployment.State.SETTLING
+        deployment.installed_at = now
+        deployment.settle_until = now + timedelta(seconds=deployment.rollout.settle_s)
+    elif state == "failed":
+        deployment.state = Deployment.State.FAILED
+        deployment.finished_at = now
+        deployment.error_code = error_code or "failed"
+        deployment.error_detail = detail[:1000]
+    elif state == "canceled":
+        deployment.state = Deployment.State.CANCELED
+        deployment.finished_at = now
+    if progress is not None:
+        deployment.progress = progress
+    if deployment.first_seen_at is None:
+        deployment.first_seen_at = now
+    deployment.save()
+    return deployment

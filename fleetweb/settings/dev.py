@@ -1,0 +1,6 @@
+"""The embedded first run (./fleet demo): SQLite unless DATABASE_URL says otherwise."""
+
+from .base import *  # noqa: F403
+from .env import env_bool
+
+DEBUG = env_bool("DJANGO_DEBUG", True)

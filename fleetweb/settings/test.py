@@ -1,0 +1,16 @@
+"""The test suite: PostgreSQL and Redis from the environment (./fleet test sets them)."""
+
+from .base import *  # noqa: F403
+from .base import FLEET
+from .env import env_str
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES["default"]["KEY_PREFIX"] = env_str("CACHE_KEY_PREFIX", "fleetweb-test")  # noqa: F405
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = env_str("CHANNELS_PREFIX", "fleetweb-test")  # noqa: F405
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "fleetweb-test")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+FLEET["POLL_INTERVAL_S"] = 60

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+
+
+def healthz(request):
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("apps.accounts.urls")),
+    path("api/v1/", include("apps.deviceapi.urls")),
+    path("", include("apps.dashboard.urls")),
+]
