@@ -2,10 +2,15 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _ensure_roles(sender, **kwargs):
+def _ensure_roles(sender, using="default", **kwargs):
+    # Runs after every app's post_migrate (this app has no models, so it gets no signal of
+    # its own); it is idempotent, and the last call sees every app's permissions.
+    from django.contrib.auth.models import Group, Permission
+
     from .services import roles_ensure
 
-    roles_ensure()
+    if Permission.objects.using(using).exists() or Group.objects.using(using).exists():
+        roles_ensure()
 
 
 class AccountsConfig(AppConfig):
@@ -13,4 +18,4 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="fleet-ensure-roles")
+        post_migrate.connect(_ensure_roles, dispatch_uid="fleet-ensure-roles")

@@ -157,7 +157,7 @@ def deployment_feedback(request, deployment_id: int):
     try:
         data = _body(request)
         check = Checker(data)
-        check.unknown({"state", "progress", "error_code", "detail", "retryable"})
+        check.unknown({"state", "progress", "error_code", "detail"})
         state = check.string(data, "state", "state", required=True, max_len=20)
         if state is not None and state not in FEEDBACK_STATES:
             check.error("state", f"must be one of {', '.join(sorted(FEEDBACK_STATES))}")

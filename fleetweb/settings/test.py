@@ -14,3 +14,5 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 FLEET["POLL_INTERVAL_S"] = 60
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
