@@ -54,6 +54,14 @@
             }
             const online = row.querySelector('[data-field="online"]');
             if (online) online.innerHTML = d.online ? '<span class="badge ok">● online</span>' : '<span class="badge off">○ offline</span>';
+            const inst = row.querySelector('[data-field="installed"]');
+            if (inst) {
+              const text = Object.entries(d.installed).map(([k, v]) => `${k} ${v}`).join("  ");
+              if (inst.dataset.value !== text) {
+                inst.dataset.value = text; inst.textContent = "";
+                Object.entries(d.installed).forEach(([k, v]) => { const c = document.createElement("code"); c.textContent = `${k} ${v}`; inst.append(c, " "); });
+              }
+            }
             const count = row.querySelector('[data-field="checkins"]');
             if (count) count.textContent = fmt.format(d.checkins);
           });
