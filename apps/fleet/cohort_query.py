@@ -9,7 +9,7 @@ Examples::
 
     hw == "rpi4" and region in ("eu-west", "eu-north") and tag:canary
     version.os < "40" and not tag:lab
-    has:attr.battery_pct and battery_pct >= 20
+    has:version.agent and battery_pct >= 20
     (hw ~ "rpi" or hw == "nuc") and not region in ("cn-north")
 
 Grammar (keywords ``and or not in true false`` are lower-case; whitespace between tokens is free)::
@@ -23,7 +23,7 @@ Grammar (keywords ``and or not in true false`` are lower-case; whitespace betwee
     op         := "==" | "!=" | "<" | "<=" | ">" | ">=" | "~"
     literal    := STRING | NUMBER | "true" | "false"
     STRING     := "..." or '...'; the only escapes are \\" \\' and \\\\
-    NUMBER     := -?[0-9]+(.[0-9]+)?
+    NUMBER     := -?[0-9]+ ("." [0-9]+)?
     FIELD      := NAME ("." NAME)?
     NAME       := [A-Za-z_][A-Za-z0-9_-]{0,63}, without "__"
 
@@ -52,7 +52,8 @@ Operators:
 - ``<`` ``<=`` ``>`` ``>=``: ordering. Numbers compare numerically, strings as the database
   orders text (so ``"10" < "9"``). An attribute only matches when its value has the literal's
   type: ``ram_gb < 4`` never matches a device that reports ``"ram_gb": "2"``.
-- ``~``: case-insensitive "contains" on strings, e.g. ``hw ~ "rpi"``. Matches string values only.
+- ``~``: case-insensitive "contains" on strings, e.g. ``hw ~ "rpi"``. Matches string values only;
+  ``%`` and ``_`` are plain characters, not wildcards.
 - ``in (...)`` / ``not in (...)``: one of / none of the listed values (at most 100).
 
 Missing attributes and components: every comparison on an attribute or component is false for
@@ -64,8 +65,8 @@ Limits: at most 2000 characters, 50 conditions (comparisons, ``tag:`` and ``has:
 nesting (each ``(`` and each ``not`` is a level), 100 values in an ``in`` list and 200 characters
 in a string. Numbers must lie within ±9223372036854775807.
 
-Errors raise `FilterError` with the 0-based character position of the offending token, e.g.
-``expected a value after '==' (at position 9)``.
+Errors raise `FilterError` with the 0-based character position of the offending token (for a
+name with ``__``, of the ``__``), e.g. ``expected a value after '==' (at position 9)``.
 """
 
 from __future__ import annotations
@@ -162,6 +163,8 @@ class Field:
 
 @dataclass(frozen=True)
 class Node:
+    """An AST node; `position` is where it starts in the filter text."""
+
     position: int
 
 
@@ -245,9 +248,10 @@ def _show(text: str, limit: int = 30) -> str:
     """Quote source text for an error message, readable even when it holds control characters."""
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    if text.isprintable():
-        return f"'{text}'"
-    return repr(text)
+    if not text.isprintable():
+        return repr(text)
+    # Quote with whichever quote the text does not use, so "'eu'" does not read as ''eu''.
+    return f'"{text}"' if "'" in text and '"' not in text else f"'{text}'"
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -263,7 +267,7 @@ def _tokenize(text: str) -> list[_Token]:
         elif ch in "\"'":
             token, i = _read_string(text, i)
             tokens.append(token)
-        elif ch in _DIGITS or (ch == "-" and text[i + 1 : i + 2] in _DIGITS and i + 1 < n):
+        elif ch in _DIGITS or (ch == "-" and text[i + 1 : i + 2] in _DIGITS):
             tokens.append(_read_number(text, i))
             i += len(tokens[-1].text)
         elif ch in _NAME_START:
