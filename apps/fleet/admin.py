@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from .models import Artifact, Cohort, Combination, Component, Device, EnrollmentSecret, HealthReport, Release, SpreadSample
-from .services import device_token_revoke, device_token_rotate
+from .services import device_token_revoke, device_token_rotate, enrollment_secret_create
 
 
 @admin.register(Component)
@@ -59,7 +59,20 @@ class DeviceAdmin(admin.ModelAdmin):
 class EnrollmentSecretAdmin(admin.ModelAdmin):
     list_display = ("name", "uses_left", "expires_at", "revoked", "created_at")
     list_filter = ("revoked",)
-    readonly_fields = ("secret_hash",)
+    readonly_fields = ("secret_hash", "created_by")
+    fields = ("name", "uses_left", "expires_at", "revoked", "default_tags", "secret_hash", "created_by")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # New secrets are generated here and shown once; only the hash is stored.
+        record, secret = enrollment_secret_create(
+            name=obj.name, actor=request.user, uses=obj.uses_left, expires_at=obj.expires_at,
+            default_tags=obj.default_tags or (),
+        )
+        obj.pk = record.pk
+        obj.secret_hash = record.secret_hash
+        self.message_user(request, f"Enrollment secret for {obj.name} (shown once): {secret}", messages.WARNING)
 
 
 @admin.register(HealthReport)

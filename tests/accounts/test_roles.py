@@ -84,3 +84,21 @@ def test_it_rejects_a_wrong_password_with_a_form_error(client, viewer_user):
     response = client.post(reverse("accounts:login"), {"username": viewer_user.username, "password": "nope"})
     assert response.status_code == 200
     assert b"role=\"alert\"" in response.content
+
+
+def test_it_generates_an_enrollment_secret_in_the_admin_and_shows_it_once(admin_client, admin_user):
+    from apps.fleet.models import EnrollmentSecret, hash_token
+
+    admin_user.is_superuser = True
+    admin_user.save()
+    response = admin_client.post(
+        "/admin/fleet/enrollmentsecret/add/", {"name": "factory-line-2", "uses_left": "5", "default_tags": "[]"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"] if "shown once" in str(m)]
+    assert len(shown) == 1
+    secret = shown[0].rsplit(": ", 1)[1]
+    record = EnrollmentSecret.objects.get(name="factory-line-2")
+    assert record.secret_hash == hash_token(secret) and record.uses_left == 5
+    assert secret not in str(list(EnrollmentSecret.objects.values()))
