@@ -5,6 +5,7 @@ from functools import wraps
 from django.http import JsonResponse
 
 from apps.fleet.models import Device
+from apps.ops.metrics import record_checkin_error
 
 DEVICE_FIELDS = (
     "id", "uid", "hw_model", "attributes", "tags", "installed", "combination_id", "token_hash",
@@ -25,6 +26,7 @@ def error(status: int, code: str, detail: str, *, field: str | None = None, erro
 
 
 def unauthorized(detail: str):
+    record_checkin_error("unauthorized")
     return error(401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="fleetweb-device"'})
 
 

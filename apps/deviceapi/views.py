@@ -2,6 +2,7 @@
 
 import os
 import re
+import time
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.fleet.models import Artifact, HealthReport
 from apps.fleet.services import CheckinReport, EnrollmentError, device_checkin, device_enroll
+from apps.ops.metrics import record_checkin, record_checkin_error
 
 from . import selectors
 from .auth import device_required, error
@@ -23,6 +25,7 @@ FEEDBACK_STATES = {"downloading", "downloaded", "installing", "installed", "succ
 
 
 def invalid(exc: Invalid) -> JsonResponse:
+    record_checkin_error("invalid")
     first = exc.errors[0]
     return error(400, "invalid", f"{first['field']}: {first['detail']}", field=first["field"], errors=exc.errors)
 
@@ -119,6 +122,7 @@ def _read_checkin(data: dict) -> CheckinReport:
 @require_POST
 @device_required
 def checkin(request):
+    started = time.perf_counter()
     try:
         report = _read_checkin(_body(request))
     except Invalid as exc:
@@ -132,12 +136,14 @@ def checkin(request):
     try:
         result = device_checkin(device=device, report=report)
     except DatabaseError:
+        record_checkin_error("unavailable")
         return error(503, "unavailable", "the server could not record the check-in; retry later",
                      headers={"Retry-After": "5"})
     body = selectors.device_desired_state(device=device, request=request)
     body.update({"accepted": result.accepted, "duplicate": result.duplicate, "seq": report.seq})
     if warnings:
         body["warnings"] = warnings
+    record_checkin("duplicate" if result.duplicate else "accepted", time.perf_counter() - started)
     return JsonResponse(body)
 
 

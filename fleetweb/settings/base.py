@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "apps.live",
     "apps.dashboard",
     "apps.simulator",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -151,6 +152,8 @@ FLEET = {
     # Health reports older than this are rolled up and deleted.
     "HEALTH_RETENTION_H": env_int("FLEET_HEALTH_RETENTION_H", 72),
     "MAX_CHECKIN_BODY": env_int("FLEET_MAX_CHECKIN_BODY", 64 * 1024),
+    # Prometheus may scrape /metrics with "Authorization: Bearer <token>" instead of a login.
+    "METRICS_TOKEN": env_str("FLEET_METRICS_TOKEN", ""),
 }
 
 CELERY_BEAT_SCHEDULE = {
