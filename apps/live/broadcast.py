@@ -53,7 +53,7 @@ def _send(groups: tuple[str, ...], event: dict[str, Any]) -> None:
     for group in groups:
         try:
             async_to_sync(layer.group_send)(group, message)
-        except Exception:  # noqa: BLE001 - a live page missing one push re-syncs; the change is committed
+        except Exception:
             log.warning("broadcast to %s failed", group, exc_info=True)
 
 
@@ -61,3 +61,42 @@ def broadcast_event(kind: str, payload: dict[str, Any], *, groups: tuple[str, ..
     """Send `{"kind": kind, **payload}` to the groups once the current transaction commits."""
     event = {"kind": kind, **payload}
     transaction.on_commit(lambda: _send(groups, event))
+
+
+# Sender-side throttling for high-frequency "something changed" signals (check-ins). The
+# window must not exceed the consumers' push delay (consumers.PUSH_INTERVAL_S): a consumer
+# recomputes its snapshot at least one window after the first event it saw, so every change
+# whose event was dropped here (committed inside the window) is in that snapshot.
+THROTTLE_WINDOW_S = 1
+
+
+def _send_throttled(groups: tuple[str, ...], event: dict[str, Any]) -> None:
+    from django.core.cache import cache
+
+    wanted = []
+    for group in groups:
+        try:
+            # SET NX EX: the first sender in the window wins, across every process.
+            first = cache.add(f"live:throttle:{group}:{event['kind']}", 1, THROTTLE_WINDOW_S)
+        except Exception:
+            log.warning("broadcast throttle unavailable", exc_info=True)
+            first = True
+        if first:
+            wanted.append(group)
+    if wanted:
+        _send(tuple(wanted), event)
+
+
+def broadcast_throttled(kind: str, payload: dict[str, Any], *, groups: tuple[str, ...]) -> None:
+    """Like `broadcast_event`, but at most one `kind` event per group per second, fleet-wide.
+
+    For events that only say "recompute": the payload of a dropped event is lost, so put
+    nothing in it that a page cannot read back from the database.
+    """
+    event = {"kind": kind, **payload}
+    transaction.on_commit(lambda: _send_throttled(groups, event))
+
+
+def fleet_changed() -> None:
+    """Check-ins (and other per-device changes) call this: fleet pages and the wall recompute."""
+    broadcast_throttled("fleet.changed", {}, groups=(FLEET, WALL))

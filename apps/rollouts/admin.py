@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ComponentLock, Deployment, FleetFreeze, Rollout, RolloutRelease, Wave
+from .models import ComponentLock, Deployment, FleetFreeze, MaintenanceWindow, Rollout, RolloutRelease, Wave
 
 
 class RolloutReleaseInline(admin.TabularInline):
@@ -42,3 +42,9 @@ class FleetFreezeAdmin(admin.ModelAdmin):
 class ComponentLockAdmin(admin.ModelAdmin):
     list_display = ("device", "component", "deployment")
     raw_id_fields = ("device", "deployment")
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    list_display = ("cohort", "schedule", "duration_min", "timezone", "description")
+    list_select_related = ("cohort",)

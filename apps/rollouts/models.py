@@ -62,6 +62,13 @@ class Rollout(models.Model):
     retryable_error_codes = models.JSONField(default=list, blank=True)
     # Serves the engine's "which rollouts need a tick" query.
     last_tick_at = models.DateTimeField(null=True, blank=True)
+    # Halt checks only look at data after this instant: set when a person resumes a halted
+    # rollout, so the evidence they overrode does not halt it again on the next tick.
+    gates_since = models.DateTimeField(null=True, blank=True)
+    # Why a scheduled rollout has not started yet (conflicts with another rollout, a freeze).
+    waiting_reason = models.CharField(max_length=500, blank=True)
+    # The per-wave counts last broadcast: the engine only sends "rollout.progress" on change.
+    progress_counts = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -238,3 +245,21 @@ class FleetFreeze(models.Model):
 
     def __str__(self) -> str:
         return f"freeze {self.created_at:%Y-%m-%d %H:%M} ({'active' if self.active else 'lifted'})"
+
+
+class MaintenanceWindow(models.Model):
+    """When a cohort's devices may be told to start installing: a cron-like start, a duration, a time zone."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="maintenance_windows")
+    # "MIN HOUR DOM MON DOW" with * , - / (apps.rollouts.cron); each match opens the window.
+    schedule = models.CharField(max_length=200)
+    duration_min = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)])
+    timezone = models.CharField(max_length=64, default="UTC")
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cohort", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.cohort}: {self.schedule} for {self.duration_min} min ({self.timezone})"

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "apps.fleet",
     "apps.deviceapi",
     "apps.rollouts",
+    "apps.hawkbit",
     "apps.live",
     "apps.dashboard",
     "apps.simulator",

@@ -72,8 +72,15 @@
     setTimeout(tick, 3000);
   }
 
+  // Forms that take dates read them as days in the viewer's time zone: tell the server which.
+  function viewerTimeZone(root) {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    root.querySelectorAll("input[data-viewer-tz]").forEach((input) => { if (!input.value && zone) input.value = zone; });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     localiseTimes(document);
+    viewerTimeZone(document);
     document.querySelectorAll("[data-live-json]").forEach(liveStats);
     document.querySelectorAll("[data-live-rows]").forEach(liveRows);
   });

@@ -5,7 +5,8 @@ from django.shortcuts import get_object_or_404, render
 from apps.accounts.roles import VIEWER, role_required
 from apps.fleet.models import Device
 
-from . import selectors
+from .. import selectors
+from ..forms import caret
 
 
 def _device_row(device: Device) -> dict:
@@ -20,28 +21,24 @@ def _device_row(device: Device) -> dict:
 
 
 @role_required(VIEWER)
-def overview(request):
-    return render(request, "dashboard/overview.html", {"summary": selectors.fleet_summary()})
-
-
-@role_required(VIEWER)
-def overview_data(request):
-    return JsonResponse(selectors.fleet_summary())
-
-
-@role_required(VIEWER)
 def device_list(request):
-    query = request.GET.get("q", "")[:200]
-    page = Paginator(selectors.device_search(query), 50).get_page(request.GET.get("page"))
+    devices, query = selectors.device_search(request.GET.get("q", "")[:2000])
+    page = Paginator(devices, 50).get_page(request.GET.get("page"))
     if request.GET.get("format") == "json":
         return JsonResponse({"devices": [_device_row(d) for d in page], "total": page.paginator.count})
-    return render(request, "dashboard/devices.html", {"page": page, "q": query})
+    error = caret(query.text, query.error) if query.error else None
+    return render(
+        request,
+        "dashboard/devices.html",
+        {"page": page, "q": query.text, "query": query, "error": error},
+    )
 
 
 @role_required(VIEWER)
 def device_detail(request, uid: str):
     device = get_object_or_404(Device.objects.select_related("combination"), uid=uid)
-    reports = device.health_reports.all()[:50]
-    deployments = device.deployments.select_related("rollout").order_by("-created_at")[:50]
-    return render(request, "dashboard/device.html",
-                  {"device": device, "reports": reports, "deployments": deployments})
+    return render(
+        request,
+        "dashboard/device.html",
+        {"device": device, **selectors.device_history(device)},
+    )

@@ -1,13 +1,15 @@
-"""Rollout services. The check-in hook and feedback below are the contract with the device API."""
+"""Per-device deployment changes. The check-in hook and feedback are the contract with the device API."""
 
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.fleet.models import Device
 
-from .models import Deployment
+from ..models import ComponentLock, Deployment
+from .common import RolloutError
 
 
 class FeedbackError(Exception):
@@ -31,6 +33,10 @@ def deployments_on_checkin(*, device: Device, installed: dict[str, str], health:
     open_deployments = list(
         Deployment.objects.filter(device=device, state__in=Deployment.OPEN_STATES).select_related("rollout")
     )
+    silent = [d.pk for d in open_deployments if d.silent]
+    if silent:
+        # The device is back: it is not silent any more, whatever happens next.
+        Deployment.objects.filter(pk__in=silent).update(silent=False)
     for deployment in open_deployments:
         on_target = all(installed.get(name) == version for name, version in deployment.to_versions.items())
         if deployment.state == Deployment.State.SETTLING:
@@ -94,9 +100,39 @@ def deployment_feedback(
     elif state == "canceled":
         deployment.state = Deployment.State.CANCELED
         deployment.finished_at = now
+        deployment.cancel_requested = False
     if progress is not None:
         deployment.progress = progress
     if deployment.first_seen_at is None:
         deployment.first_seen_at = now
+    deployment.silent = False
     deployment.save()
+    return deployment
+
+
+@transaction.atomic
+def deployment_cancel(*, deployment: Deployment, actor, force: bool = False) -> Deployment:
+    """Cancel one device's deployment: ask the device (it confirms), or with `force` mark it canceled now.
+
+    Force is for a device that will never answer (replaced, bricked): its claim on the
+    component is released at once so another rollout may target it.
+    """
+    deployment = Deployment.objects.select_for_update().select_related("device").get(pk=deployment.pk)
+    if deployment.state in Deployment.FINAL_STATES:
+        raise RolloutError(f"the deployment is already {deployment.get_state_display().lower()}", field="state")
+    before = {"state": deployment.state, "cancel_requested": deployment.cancel_requested}
+    if force:
+        deployment.state = Deployment.State.CANCELED
+        deployment.finished_at = timezone.now()
+        deployment.error_code = "canceled_by_operator"
+        deployment.cancel_requested = False
+        deployment.retry_at = None
+        ComponentLock.objects.filter(deployment=deployment).delete()
+    else:
+        deployment.cancel_requested = True
+    deployment.save()
+    audit_record(
+        actor=actor, action="deployment.cancel", obj=deployment, before=before,
+        after={"state": deployment.state, "cancel_requested": deployment.cancel_requested, "force": force},
+    )
     return deployment
