@@ -8,6 +8,7 @@ evidence; a healthy release completes all its waves.
 import pytest
 
 from apps.rollouts.models import Deployment, Rollout, Wave
+from apps.rollouts.stats import DEFAULT_ALPHA
 from apps.rollouts.tasks import engine_tick, rollout_evaluate_task
 from apps.simulator.profiles import BAD_RELEASE, DEFAULT_PROFILE
 from tests.processes import celery_worker
@@ -51,7 +52,7 @@ def test_it_halts_a_bad_release_in_a_real_worker(operator_user, new_os):
     assert rollout.halt_reason.startswith("Wave 1: crash rate 200.0 per 100 device-hours on 25 updated devices")
     assert "p<0.001" in rollout.halt_reason
     assert rollout.halt_evidence["test"].startswith("conditional binomial test")
-    assert rollout.halt_evidence["parameters"]["alpha"] == 0.001
+    assert rollout.halt_evidence["parameters"]["alpha"] == DEFAULT_ALPHA
     assert rollout.halt_evidence["first_failing_report_at"] and rollout.halt_evidence["halted_at"]
     assert rollout.waves.get(index=1).state == Wave.State.PENDING  # the rest never got it
 
