@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.live.broadcast import FLEET, broadcast_event
+from apps.live.broadcast import FLEET, broadcast_event, fleet_changed
 
 from .cohort_query import compile_filter
 from .models import Cohort, Combination, Component, Device, EnrollmentSecret, HealthReport, Release, hash_token, new_token
@@ -111,6 +111,8 @@ def device_checkin(*, device: Device, report: CheckinReport) -> CheckinResult:
             **report.health,
         )
         deployments_on_checkin(device=device, installed=report.installed, health=report.health, now=now)
+        # Throttled fleet-wide to one push per second per page, sent after commit.
+        fleet_changed()
     return CheckinResult(accepted=True, duplicate=False, combination_changed=changed)
 
 
@@ -178,7 +180,7 @@ def device_enroll(
     audit_record(
         actor=f"device:{uid}", action="device.enroll", obj=device, after={"secret": record.name, "hw_model": hw_model}
     )
-    broadcast_event("device.enrolled", {"device": uid}, groups=(FLEET,))
+    fleet_changed()
     return device, token
 
 

@@ -153,6 +153,8 @@ FLEET = {
     # Health reports older than this are rolled up and deleted.
     "HEALTH_RETENTION_H": env_int("FLEET_HEALTH_RETENTION_H", 72),
     "MAX_CHECKIN_BODY": env_int("FLEET_MAX_CHECKIN_BODY", 64 * 1024),
+    # Check-ins arriving this soon after an "installed" report may have been sent before it.
+    "FALLBACK_GRACE_S": env_float("FLEET_FALLBACK_GRACE_S", 10.0),
     # Prometheus may scrape /metrics with "Authorization: Bearer <token>" instead of a login.
     "METRICS_TOKEN": env_str("FLEET_METRICS_TOKEN", ""),
 }

@@ -16,3 +16,5 @@ STORAGES = {
 FLEET["POLL_INTERVAL_S"] = 60
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Tests drive check-ins right after installs; the grace has its own test.
+FLEET["FALLBACK_GRACE_S"] = 0.0

@@ -298,3 +298,22 @@ def test_it_ticks_every_due_rollout_from_the_beat_task(operator_user, new_os):
     assert engine_tick(budget_s=60) == 1
     one.refresh_from_db()
     assert one.last_tick_at is not None and Deployment.objects.filter(rollout=one).count() == 2
+
+
+def test_it_ignores_a_stale_checkin_that_crossed_the_installed_report(operator_user, new_os, settings):
+    settings.FLEET = {**settings.FLEET, "FALLBACK_GRACE_S": 10.0}
+    devices = make_devices(3)
+    rollout = running_rollout(operator_user, [new_os], [wave(explicit_cohort(devices), max_failed_count=0)],
+                              settle_s=300)
+    tick(rollout)
+    tick(rollout)
+    deployment = Deployment.objects.get(rollout=rollout, device=devices[0])
+    deployment_feedback(deployment=deployment, state="installed")
+    # Sent before the device installed, processed just after its "installed" report.
+    checkin(devices[0], OLD)
+    deployment.refresh_from_db()
+    assert deployment.state == "settling"
+    Deployment.objects.filter(pk=deployment.pk).update(installed_at=timezone.now() - timedelta(seconds=11))
+    checkin(devices[0], OLD)
+    deployment.refresh_from_db()
+    assert deployment.state == "failed" and deployment.error_code == "fallback"

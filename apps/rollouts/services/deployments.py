@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -40,6 +41,12 @@ def deployments_on_checkin(*, device: Device, installed: dict[str, str], health:
     for deployment in open_deployments:
         on_target = all(installed.get(name) == version for name, version in deployment.to_versions.items())
         if deployment.state == Deployment.State.SETTLING:
+            # A check-in the device sent just before its "installed" report can be processed
+            # just after it: it still shows the old version and the old health. Only reports
+            # that arrive after a short grace period are evidence of a fallback.
+            grace = timedelta(seconds=settings.FLEET["FALLBACK_GRACE_S"])
+            if deployment.installed_at and now < deployment.installed_at + grace:
+                continue
             if not on_target:
                 _finish(deployment, Deployment.State.FAILED, now, code="fallback",
                         detail="device came back on the previous version after installing")
