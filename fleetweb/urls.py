@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.deviceapi.urls")),
+    path("alerts/", include("apps.alerts.urls")),
     path("rest/v1/", include(mgmt_urlpatterns)),
     # hawkBit DDI; before the dashboard so "/<tenant>/controller/v1/" is never a page.
     path("<str:tenant>/controller/v1/", include(ddi_urlpatterns)),

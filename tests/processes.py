@@ -69,3 +69,51 @@ def celery_worker(*, concurrency: int = 1, name: str = "test", extra_args: tuple
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def web_server(*, kind: str = "uvicorn", name: str = "web", **env_extra: str):
+    """Serve fleetweb on a free loopback port, on the test database: uvicorn (ASGI) or
+    gunicorn (WSGI sync workers, the device API's production server). Yields the base URL."""
+    import socket
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = process_env(DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_CSRF_TRUSTED_ORIGINS=url, **env_extra)
+    if kind == "gunicorn":
+        argv = [sys.executable, "-m", "gunicorn", "fleetweb.wsgi:application", "-k", "sync", "-w", "2",
+                "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+    else:
+        argv = [sys.executable, "-m", "uvicorn", "fleetweb.asgi:application", "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning"]
+    log_path = ROOT / ".fleet" / f"{name}-{kind}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} did not start; see {log_path}") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()

@@ -273,7 +273,7 @@ def _rollout_exists(pk: int) -> bool:
 
 
 class WallConsumer(LiveConsumer):
-    """The on-call wall screen: `/ws/wall/` (halts, freezes, rollout changes, fleet health)."""
+    """The on-call wall screen: `/ws/wall/` (halts, alerts and their acks, freezes, rollout changes, fleet health)."""
 
     surface = "wall"
 

@@ -90,6 +90,9 @@ def _advance(rollout: Rollout, waves: list[Wave], counts: dict, now: datetime) -
         planned = wave_start(rollout, wave, now)
         pace(rollout, wave, waves, {"held": planned, "succeeded": 0}, now)
         return "wave_started"
+    if wave.state == Wave.State.PASSED and rollout.current_wave + 1 >= len(waves):
+        # The last wave passed while devices were still settling: finish once they are done.
+        return _complete(rollout, now)
     if wave.state != Wave.State.RUNNING:
         return "idle"
     released = pace(rollout, wave, waves, counts.get(wave.pk, {}), now)

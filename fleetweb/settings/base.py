@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "apps.rollouts",
     "apps.hawkbit",
     "apps.live",
+    "apps.alerts",
     "apps.dashboard",
     "apps.simulator",
     "apps.ops",
@@ -155,6 +156,8 @@ FLEET = {
     "MAX_CHECKIN_BODY": env_int("FLEET_MAX_CHECKIN_BODY", 64 * 1024),
     # Check-ins arriving this soon after an "installed" report may have been sent before it.
     "FALLBACK_GRACE_S": env_float("FLEET_FALLBACK_GRACE_S", 10.0),
+    # A settling device fails when one report has this many crashes + failed health checks.
+    "SETTLE_UNHEALTHY_EVENTS": env_int("FLEET_SETTLE_UNHEALTHY_EVENTS", 3),
     # Prometheus may scrape /metrics with "Authorization: Bearer <token>" instead of a login.
     "METRICS_TOKEN": env_str("FLEET_METRICS_TOKEN", ""),
 }

@@ -317,3 +317,19 @@ def test_it_ignores_a_stale_checkin_that_crossed_the_installed_report(operator_u
     checkin(devices[0], OLD)
     deployment.refresh_from_db()
     assert deployment.state == "failed" and deployment.error_code == "fallback"
+
+
+def test_it_fails_a_settling_device_on_a_crash_burst_but_not_on_one_crash(operator_user, new_os, settings):
+    devices = make_devices(3)
+    rollout = running_rollout(operator_user, [new_os], [wave(explicit_cohort(devices))], settle_s=300)
+    tick(rollout)
+    tick(rollout)
+    noisy, looping = (Deployment.objects.get(rollout=rollout, device=d) for d in devices[:2])
+    for deployment in (noisy, looping):
+        deployment_feedback(deployment=deployment, state="installed")
+    checkin(devices[0], NEW, crashes=1)
+    checkin(devices[1], NEW, crashes=settings.FLEET["SETTLE_UNHEALTHY_EVENTS"])
+    noisy.refresh_from_db()
+    looping.refresh_from_db()
+    assert noisy.state == "settling"
+    assert looping.state == "failed" and looping.error_code == "unhealthy_after_install"

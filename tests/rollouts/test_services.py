@@ -209,18 +209,19 @@ def test_it_broadcasts_a_halt_to_the_wall(operator_user, new_os, django_capture_
     with capture_events() as events, django_capture_on_commit_callbacks(execute=True):
         services.rollout_halt(rollout=rollout, reason="crash rate 4x", evidence={"p_value": 0.0001})
     kinds = [e["kind"] for e in events]
-    assert kinds == ["rollout.state", "rollout.halted"]
-    halted = events[1]
+    assert kinds == ["rollout.state", "alert.raised", "rollout.halted"]
+    halted = events[2]
     assert halted["reason"] == "crash rate 4x" and halted["evidence"]["p_value"] == 0.0001
     assert halted["evidence"]["halted_at"]
-    assert sent.count(WALL) == 2 and sent.count(ROLLOUTS) == 2
+    assert sent.count(WALL) == 3 and sent.count(ROLLOUTS) == 2
 
 
 def test_it_broadcasts_the_freeze(operator_user, django_capture_on_commit_callbacks):
     with capture_events() as events, django_capture_on_commit_callbacks(execute=True):
         services.fleet_freeze(actor=operator_user, reason="incident")
         services.fleet_unfreeze(actor=operator_user, reason="resolved")
-    assert events == [
+    assert [e["kind"] for e in events].count("alert.raised") == 1
+    assert [e for e in events if e["kind"] == "fleet.freeze"] == [
         {"kind": "fleet.freeze", "active": True, "reason": "incident", "actor": operator_user.username},
         {"kind": "fleet.freeze", "active": False, "reason": "resolved", "actor": operator_user.username},
     ]

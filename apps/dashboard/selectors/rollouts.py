@@ -10,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from apps.accounts.roles import OPERATOR, has_role
+from apps.alerts.selectors import wall_alerts
 from apps.rollouts.models import FleetFreeze, Rollout
 from apps.rollouts.selectors import rollout_progress
 
@@ -186,7 +187,7 @@ def rollout_controls(rollout: Rollout, user) -> dict[str, Any]:
 
 
 def wall_snapshot() -> dict[str, Any]:
-    """The on-call wall: fleet health, live rollouts, halts (current and recent) and a freeze."""
+    """The on-call wall: fleet health, live rollouts, halts (current and recent), alerts and a freeze."""
     live = Rollout.objects.filter(state__in=LIVE_STATES).order_by("-started_at", "-id")[:20]
     recent = timezone.now() - timedelta(hours=RECENT_HALTS_H)
     halts = Rollout.objects.filter(halted_at__gte=recent).exclude(halt_reason="").order_by("-halted_at")[:10]
@@ -195,4 +196,5 @@ def wall_snapshot() -> dict[str, Any]:
         "rollouts": [rollout_row(r) for r in live],
         "halts": [rollout_row(r) for r in halts],
         "freeze": _freeze(),
+        "alerts": wall_alerts(),
     }

@@ -21,7 +21,11 @@ class FeedbackError(Exception):
 
 
 def _unhealthy(health: dict[str, int]) -> bool:
-    return bool(health.get("crashes") or health.get("failed_health_checks"))
+    # One crash in a report is the fleet's normal noise (the baseline crashes too); whether
+    # the new release crashes *more* is the spike gate's statistical question. A device fails
+    # its settle only on a burst that no healthy device shows: a crash loop, failing checks.
+    events = (health.get("crashes") or 0) + (health.get("failed_health_checks") or 0)
+    return events >= settings.FLEET["SETTLE_UNHEALTHY_EVENTS"]
 
 
 def deployments_on_checkin(*, device: Device, installed: dict[str, str], health: dict[str, int], now: datetime) -> None:

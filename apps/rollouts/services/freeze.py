@@ -3,6 +3,8 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.alerts.models import Alert
+from apps.alerts.services import alert_raise
 from apps.audit.services import actor_label, audit_record
 from apps.fleet.models import Cohort
 from apps.live.broadcast import ROLLOUTS, WALL, broadcast_event
@@ -33,6 +35,9 @@ def fleet_freeze(*, actor, reason: str) -> FleetFreeze:
                    fields={"frozen": True})
         frozen.append(rollout.pk)
     audit_record(actor=actor, action="fleet.freeze", obj=freeze, reason=reason, after={"rollouts": frozen})
+    alert_raise(kind=Alert.Kind.FREEZE, severity=Alert.Severity.WARNING, title="All rollouts frozen",
+                detail=reason, evidence={"rollouts": frozen, "by": actor_label(actor)},
+                dedupe_key=f"freeze:{freeze.pk}")
     broadcast_event("fleet.freeze", {"active": True, "reason": reason, "actor": actor_label(actor)},
                     groups=(ROLLOUTS, WALL))
     return freeze

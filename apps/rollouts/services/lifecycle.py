@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.alerts.models import Alert
+from apps.alerts.services import alert_raise
 from apps.audit.services import actor_label, audit_record
 from apps.fleet.models import Cohort, Release
 from apps.live.broadcast import broadcast_event
@@ -292,6 +294,11 @@ def rollout_halt(*, rollout: Rollout, reason: str, evidence: dict, actor=None) -
     Wave.objects.filter(rollout=rollout, index=rollout.current_wave, state=Wave.State.RUNNING).update(
         state=Wave.State.HALTED
     )
+    # Same transaction: a halt that rolls back leaves no alert behind. Keyed by rollout, so a
+    # halt → resume → halt before anyone acknowledged stays one open alert.
+    alert_raise(kind=Alert.Kind.HALT, severity=Alert.Severity.CRITICAL, title=f"Rollout halted: {rollout.name}",
+                detail=reason, evidence=evidence, rollout=rollout, dedupe_key=f"halt:rollout:{rollout.pk}",
+                first_failing_at=evidence.get("first_failing_report_at"))
     broadcast_event(
         "rollout.halted",
         {"rollout": rollout.pk, "name": rollout.name, "reason": reason, "evidence": evidence},
