@@ -11,7 +11,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any
 
-from asgiref.sync import async_to_sync
+import asyncio
+import os
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,34 @@ def _send(groups: tuple[str, ...], event: dict[str, Any]) -> None:
     message = {"type": "fleet.event", "event": event}
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, message)
+            _group_send(layer, group, message)
         except Exception:
             log.warning("broadcast to %s failed", group, exc_info=True)
+
+
+_sender: dict = {"pid": None, "loop": None}
+_sender_lock = threading.Lock()
+SEND_TIMEOUT_S = 5.0
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process, in a daemon thread, that does every group_send.
+
+    async_to_sync from short-lived threads creates (and closes) a loop per call; the channel
+    layer keeps connections per loop, and a new loop can reuse a dead one's identity, which
+    silently lost messages in a test. One loop per process (re-made after a fork) avoids it.
+    """
+    with _sender_lock:
+        if _sender["pid"] != os.getpid() or _sender["loop"] is None or _sender["loop"].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="fleet-broadcast", daemon=True).start()
+            _sender.update(pid=os.getpid(), loop=loop)
+        return _sender["loop"]
+
+
+def _group_send(layer, group: str, message: dict) -> None:
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop())
+    future.result(timeout=SEND_TIMEOUT_S)
 
 
 def broadcast_event(kind: str, payload: dict[str, Any], *, groups: tuple[str, ...]) -> None:

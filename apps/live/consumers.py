@@ -69,6 +69,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self._events: list[dict[str, Any]] = []
         self._last: dict[str, Any] = {}
         self._last_push = 0.0
+        self._dirty_latest = 0.0
         self._seq = 0
         try:
             await self._authorize()
@@ -138,6 +139,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         loop = asyncio.get_running_loop()
         if self._dirty_since is None:
             self._dirty_since = loop.time()
+        # A shared snapshot may be reused only if it started after the *latest* change we
+        # heard of: one computed after the first event but before a later one would be stale.
+        self._dirty_latest = loop.time()
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
 
@@ -148,7 +152,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 due = max(self._dirty_since, self._last_push) + PUSH_INTERVAL_S
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
-                since, self._dirty_since = self._dirty_since, None
+                since, self._dirty_since = self._dirty_latest, None
                 await self._push(initial=False, not_before=since)
         except Exception:
             log.exception("live push failed for %s", self.surface)

@@ -204,7 +204,7 @@ def test_it_sends_nothing_when_the_transaction_rolls_back(operator_user, new_os,
 
 def test_it_broadcasts_a_halt_to_the_wall(operator_user, new_os, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr("apps.live.broadcast.async_to_sync", lambda f: lambda group, msg: sent.append(group))
+    monkeypatch.setattr("apps.live.broadcast._group_send", lambda layer, group, msg: sent.append(group))
     rollout = running_rollout(operator_user, [new_os], [wave(explicit_cohort(make_devices(1)))])
     with capture_events() as events, django_capture_on_commit_callbacks(execute=True):
         services.rollout_halt(rollout=rollout, reason="crash rate 4x", evidence={"p_value": 0.0001})
