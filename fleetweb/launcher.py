@@ -279,7 +279,7 @@ def run_stack(args: argparse.Namespace, *, demo: bool) -> int:
                 "simulator",
                 [sys.executable, str(ROOT / "manage.py"), "simulate_fleet", "--url", url,
                  "--devices", str(args.devices), "--secret-file", str(DATA / "enrollment-secret"),
-                 "--interval", str(args.poll), "--quiet"],
+                 "--interval", str(args.poll), "--quiet", *(["--bad", args.bad] if args.bad else [])],
                 env=env,
             )
         print(
@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--host", default=os.environ.get("FLEET_HOST", "127.0.0.1"))
         p.add_argument("--devices", type=int, default=int(os.environ.get("FLEET_DEMO_DEVICES", "300")))
         p.add_argument("--poll", type=int, default=int(os.environ.get("FLEET_DEMO_POLL_S", "10")))
+        p.add_argument("--bad", default=os.environ.get("FLEET_DEMO_BAD", ""),
+                       help="make the simulated fleet crash on this release, e.g. os=40.0")
         p.set_defaults(func=func)
     p = sub.add_parser("test", help="run the whole test suite on PostgreSQL and Redis")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
