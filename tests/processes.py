@@ -38,6 +38,17 @@ def process_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process's group (it was started with start_new_session), SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
 @contextmanager
 def celery_worker(*, concurrency: int = 1, name: str = "test", extra_args: tuple[str, ...] = ()):
     """Run `celery worker` on the test queue; yields the Popen; stops it (and its children) after."""
@@ -62,13 +73,7 @@ def celery_worker(*, concurrency: int = 1, name: str = "test", extra_args: tuple
             raise RuntimeError("celery worker did not answer a ping within 60 s")
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+        stop_process_group(proc)
 
 
 def free_port() -> int:
@@ -110,10 +115,4 @@ def web_server(*, kind: str = "uvicorn", name: str = "web", **env_extra: str):
                 time.sleep(0.05)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+        stop_process_group(proc)
