@@ -300,16 +300,24 @@ def run_stack(args: argparse.Namespace, *, demo: bool) -> int:
         say("stopped")
 
 
-def ensure_chromium(ci: bool) -> bool:
-    if os.path.exists(CHROMIUM):
-        return True
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        say("installing Debian's chromium for the browser tests (apt-get)")
+_apt_updated = {"done": False}
+
+
+def apt_install(packages: list[str]) -> None:
+    """apt-get install as root; the package lists are refreshed once first (a new machine has none)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    if not _apt_updated["done"]:
         subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "chromium", "chromium-driver"],
-            check=False, stdout=subprocess.DEVNULL,
-        )
+        _apt_updated["done"] = True
+    say(f"installing {' '.join(packages)} (apt-get)")
+    subprocess.run(["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", *packages],
+                   check=False, stdout=subprocess.DEVNULL)
+
+
+def ensure_chromium(ci: bool) -> bool:
+    if not os.path.exists(CHROMIUM):
+        apt_install(["chromium", "chromium-driver"])
     if os.path.exists(CHROMIUM):
         return True
     if ci:
@@ -317,12 +325,12 @@ def ensure_chromium(ci: bool) -> bool:
     return False
 
 
-def ensure_apt(packages: list[str], binary: str) -> None:
-    if shutil.which(binary) or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return
-    say(f"installing {' '.join(packages)} (apt-get)")
-    subprocess.run(["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", *packages],
-                   check=False, stdout=subprocess.DEVNULL)
+def ensure_swupdate(ci: bool) -> None:
+    """The hawkBit client tests drive Debian's SWUpdate; they fail under CI without it."""
+    if not (shutil.which("swupdate") and shutil.which("cpio") and shutil.which("openssl")):
+        apt_install(["swupdate", "cpio", "openssl"])
+    if ci and not shutil.which("swupdate"):
+        raise SystemExit("fleet: CI=true and SWUpdate could not be installed: the hawkBit client tests need it")
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -364,7 +372,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         env["CACHE_KEY_PREFIX"] = f"fleet-test-{run_id}"
         env["CHANNELS_PREFIX"] = f"fleet-test-{run_id}"
         env["CELERY_TASK_DEFAULT_QUEUE"] = f"fleet-test-{run_id}"
-        ensure_apt(["swupdate", "cpio"], "swupdate")
+        ensure_swupdate(ci)
         have_chromium = ensure_chromium(ci)
         pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
         extra = list(args.pytest_args)

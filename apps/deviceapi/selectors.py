@@ -30,21 +30,35 @@ def device_deployment(*, device: Device, deployment_id: int) -> Deployment | Non
     return Deployment.objects.filter(pk=deployment_id, device=device).select_related("rollout").first()
 
 
-def device_open_deployments(device: Device) -> list[Deployment]:
-    """Open deployments the device may act on now (released by the pacer, not held by a halt)."""
+# A pending deployment of a rollout in one of these states is held: the device is not told.
+HELD_ROLLOUT_STATES = ("halted", "paused", "aborted")
+
+
+def device_open_deployments(device: Device, *, read: list[Deployment] | None = None) -> list[Deployment]:
+    """Open deployments the device may act on now (released by the pacer, not held by a halt).
+
+    `read`: the device's open deployments (rollout loaded) as the check-in already read and
+    advanced them; filtered here instead of reading them again.
+    """
+    if read is not None:
+        return [
+            d for d in read
+            if d.state in Deployment.OPEN_STATES and d.released_at is not None
+            and not (d.state == Deployment.State.PENDING and d.rollout.state in HELD_ROLLOUT_STATES)
+        ]
     return list(
         Deployment.objects.filter(device=device, state__in=Deployment.OPEN_STATES, released_at__isnull=False)
-        .exclude(rollout__state__in=("halted", "paused", "aborted"), state=Deployment.State.PENDING)
+        .exclude(rollout__state__in=HELD_ROLLOUT_STATES, state=Deployment.State.PENDING)
         .only("id", "rollout_id", "state", "to_versions", "from_versions", "cancel_requested")
     )
 
 
-def device_desired_state(*, device: Device, request) -> dict:
+def device_desired_state(*, device: Device, request, deployments: list[Deployment] | None = None) -> dict:
     """The check-in answer: per component, what is installed and what the device should run."""
     components: dict[str, dict] = {
         name: {"installed": version, "target": version} for name, version in sorted(device.installed.items())
     }
-    deployments = device_open_deployments(device)
+    deployments = device_open_deployments(device, read=deployments)
     wanted: dict[tuple[str, str], Deployment] = {}
     for deployment in deployments:
         for name, version in deployment.to_versions.items():

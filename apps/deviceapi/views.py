@@ -139,7 +139,7 @@ def checkin(request):
         record_checkin_error("unavailable")
         return error(503, "unavailable", "the server could not record the check-in; retry later",
                      headers={"Retry-After": "5"})
-    body = selectors.device_desired_state(device=device, request=request)
+    body = selectors.device_desired_state(device=device, request=request, deployments=result.deployments)
     body.update({"accepted": result.accepted, "duplicate": result.duplicate, "seq": report.seq})
     if warnings:
         body["warnings"] = warnings

@@ -39,6 +39,8 @@ class CheckinResult:
     accepted: bool
     duplicate: bool
     combination_changed: bool
+    # The device's open deployments as the check-in advanced them (None: not read).
+    deployments: list | None = None
 
 
 def _combination_for(versions: dict[str, str], now: datetime) -> Combination:
@@ -110,10 +112,12 @@ def device_checkin(*, device: Device, report: CheckinReport) -> CheckinResult:
             extra=report.extra,
             **report.health,
         )
-        deployments_on_checkin(device=device, installed=report.installed, health=report.health, now=now)
+        deployments = deployments_on_checkin(
+            device=device, installed=report.installed, health=report.health, now=now
+        )
         # Throttled fleet-wide to one push per second per page, sent after commit.
         fleet_changed()
-    return CheckinResult(accepted=True, duplicate=False, combination_changed=changed)
+    return CheckinResult(accepted=True, duplicate=False, combination_changed=changed, deployments=deployments)
 
 
 @transaction.atomic

@@ -209,5 +209,28 @@ def test_it_serves_the_openapi_document(client):
 def test_it_does_a_constant_number_of_queries_per_checkin(client, components, django_assert_max_num_queries):
     DeviceFactory(uid="dev-1")
     post(client, checkin_url("dev-1"), report(1), token="token-dev-1")
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(6):
         assert post(client, checkin_url("dev-1"), report(2), token="token-dev-1").status_code == 200
+
+
+@pytest.mark.parametrize("rollout_state, offered", [("running", True), ("halted", False), ("paused", False)])
+def test_it_offers_a_pending_deployment_only_while_its_rollout_runs(client, components, rollout_state, offered):
+    from django.utils import timezone
+
+    from apps.rollouts.models import Deployment, Rollout, Wave
+    from tests.factories import ReleaseFactory
+
+    device = DeviceFactory(uid="dev-1")
+    release = ReleaseFactory(component=components[0], version="40.0")
+    rollout = Rollout.objects.create(name="os 40", state=rollout_state)
+    wave = Wave.objects.create(rollout=rollout, index=0, state="running")
+    deployment = Deployment.objects.create(rollout=rollout, wave=wave, device=device, released_at=timezone.now(),
+                                           from_versions={"os": "39.1"}, to_versions={"os": release.version})
+    body = post(client, checkin_url("dev-1"), report(1), token="token-dev-1").json()
+    os_state = body["components"]["os"]
+    assert (os_state.get("deployment_id") == deployment.pk) is offered
+    assert os_state["target"] == ("40.0" if offered else "39.1")
+    # The read-only state endpoint (a second code path) agrees with the check-in answer.
+    state = client.get(reverse("deviceapi:state", kwargs={"device_id": "dev-1"}),
+                       HTTP_AUTHORIZATION="Bearer token-dev-1").json()
+    assert state["components"]["os"] == os_state

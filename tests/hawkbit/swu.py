@@ -3,7 +3,6 @@
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, process_env
+from tests.processes import ROOT, free_port, process_env, stop_process_group
 
 
 def swupdate_binary() -> str:
@@ -60,22 +59,6 @@ def build_swu(folder: Path, *, target: Path, payload: bytes, version: str = "1.0
     return swu
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-
-
 @contextmanager
 def uvicorn_server(log: Path, *, media_root: str):
     """fleetweb under uvicorn on a free loopback port, on the test database; yields its base URL."""
@@ -106,7 +89,7 @@ def uvicorn_server(log: Path, *, media_root: str):
                 time.sleep(0.1)
         yield url
     finally:
-        _stop(proc)
+        stop_process_group(proc)
 
 
 @contextmanager
@@ -123,4 +106,4 @@ def suricatta(*, binary: str, url: str, device: str, token: str, cert: Path, wor
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process_group(proc)

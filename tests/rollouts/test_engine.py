@@ -78,7 +78,8 @@ def test_it_counts_success_only_after_the_settle_time(operator_user, new_os):
     assert deployment.state == "succeeded"
 
 
-def test_it_fails_a_device_that_comes_back_on_the_old_version(operator_user, new_os):
+def installed_first_device(operator_user, new_os):
+    """A running rollout of three devices whose first device just reported "installed"."""
     devices = make_devices(3)
     rollout = running_rollout(operator_user, [new_os], [wave(explicit_cohort(devices), max_failed_count=0)],
                               settle_s=300)
@@ -86,7 +87,12 @@ def test_it_fails_a_device_that_comes_back_on_the_old_version(operator_user, new
     tick(rollout)
     deployment = Deployment.objects.get(rollout=rollout, device=devices[0])
     deployment_feedback(deployment=deployment, state="installed")
-    checkin(devices[0], OLD)
+    return rollout, devices[0], deployment
+
+
+def test_it_fails_a_device_that_comes_back_on_the_old_version(operator_user, new_os):
+    rollout, device, deployment = installed_first_device(operator_user, new_os)
+    checkin(device, OLD)
     deployment.refresh_from_db()
     assert deployment.state == "failed" and deployment.error_code == "fallback"
     assert tick(rollout) == "halted"
@@ -302,19 +308,13 @@ def test_it_ticks_every_due_rollout_from_the_beat_task(operator_user, new_os):
 
 def test_it_ignores_a_stale_checkin_that_crossed_the_installed_report(operator_user, new_os, settings):
     settings.FLEET = {**settings.FLEET, "FALLBACK_GRACE_S": 10.0}
-    devices = make_devices(3)
-    rollout = running_rollout(operator_user, [new_os], [wave(explicit_cohort(devices), max_failed_count=0)],
-                              settle_s=300)
-    tick(rollout)
-    tick(rollout)
-    deployment = Deployment.objects.get(rollout=rollout, device=devices[0])
-    deployment_feedback(deployment=deployment, state="installed")
+    _, device, deployment = installed_first_device(operator_user, new_os)
     # Sent before the device installed, processed just after its "installed" report.
-    checkin(devices[0], OLD)
+    checkin(device, OLD)
     deployment.refresh_from_db()
     assert deployment.state == "settling"
     Deployment.objects.filter(pk=deployment.pk).update(installed_at=timezone.now() - timedelta(seconds=11))
-    checkin(devices[0], OLD)
+    checkin(device, OLD)
     deployment.refresh_from_db()
     assert deployment.state == "failed" and deployment.error_code == "fallback"
 

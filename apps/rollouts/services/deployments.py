@@ -28,8 +28,13 @@ def _unhealthy(health: dict[str, int]) -> bool:
     return events >= settings.FLEET["SETTLE_UNHEALTHY_EVENTS"]
 
 
-def deployments_on_checkin(*, device: Device, installed: dict[str, str], health: dict[str, int], now: datetime) -> None:
+def deployments_on_checkin(
+    *, device: Device, installed: dict[str, str], health: dict[str, int], now: datetime
+) -> list[Deployment]:
     """Advance the device's open deployments from what it reports (inside the check-in transaction).
+
+    Returns the deployments it read, with their new states, so the check-in answer needs no
+    second read of them.
 
     Success is only recorded once the device runs the new version *and* stayed healthy for
     the rollout's settle time; coming back on the old version after an install is a failure
@@ -63,6 +68,7 @@ def deployments_on_checkin(*, device: Device, installed: dict[str, str], health:
             _settle(deployment, now)
         elif on_target and deployment.state == Deployment.State.PENDING and deployment.released_at:
             _settle(deployment, now)
+    return open_deployments
 
 
 def _settle(deployment: Deployment, now: datetime) -> None:
