@@ -1,5 +1,6 @@
 -- wrk script: each request is a check-in of a different device, with a rising seq.
--- The device list ("uid token" per line) comes from the file named in FLEET_TOKENS.
+-- The device list ("uid token installed-json" per line) comes from the file named in FLEET_TOKENS:
+-- each device reports what it runs (the steady state), so the load measures the everyday check-in.
 local devices = {}
 local seqs = {}
 local index = 0
@@ -18,8 +19,8 @@ function init(args)
   for line in io.lines(path) do
     -- Each thread takes every k-th device, so threads never send the same device.
     if n % threads == id then
-      local uid, token = line:match("^(%S+) (%S+)$")
-      devices[#devices + 1] = {uid, token}
+      local uid, token, installed = line:match("^(%S+) (%S+) (%S+)$")
+      devices[#devices + 1] = {uid, token, installed}
     end
     n = n + 1
   end
@@ -36,9 +37,9 @@ function request()
   local crashes = 0
   if math.random() < 0.01 then crashes = 1 end
   local body = string.format(
-    '{"seq":%d,"installed":{"os":"39.1","agent":"2.4.1","vision":"1.3","modem":"7.1"},' ..
+    '{"seq":%d,"installed":%s,' ..
     '"health":{"interval_s":900,"crashes":%d,"failed_health_checks":0,"reboots":0,"app_restarts":0}}',
-    seq, crashes)
+    seq, d[3], crashes)
   wrk.headers["Authorization"] = "Bearer " .. d[2]
   return wrk.format("POST", "/api/v1/devices/" .. d[1] .. "/checkin", wrk.headers, body)
 end

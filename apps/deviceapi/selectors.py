@@ -1,8 +1,14 @@
 """Reads for the device API: what a device should run. Cheap, per device, no fleet-wide work."""
 
+import json
 import time
+from datetime import UTC
 
+from django.db import connection
+from django.db.models import DEFERRED
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.fleet.models import Artifact, Component, Device
 from apps.rollouts.models import Deployment
@@ -24,6 +30,43 @@ def component_names() -> frozenset[str]:
 def component_cache_clear() -> None:
     global _COMPONENTS
     _COMPONENTS = (0.0, frozenset())
+
+
+# The check-in's only read: the device with everything the answer and the fast path need, and
+# whether it has an open deployment (served by deployment_device_state_idx). Raw SQL: no ORM
+# query compilation on the hot path.
+CHECKIN_DEVICE_SQL = (
+    "SELECT d.id, d.uid, d.hw_model, d.attributes, d.tags, d.installed, d.combination_id, d.token_hash, "
+    "d.token_revoked, d.last_seq, d.last_seen, d.poll_interval_s, "
+    "EXISTS (SELECT 1 FROM rollouts_deployment x WHERE x.device_id = d.id AND x.state IN (%s, %s, %s, %s)) "
+    "FROM fleet_device d WHERE d.uid = %s"
+)
+CHECKIN_DEVICE_FIELDS = ("id", "uid", "hw_model", "attributes", "tags", "installed", "combination_id", "token_hash",
+                         "token_revoked", "last_seq", "last_seen", "poll_interval_s")
+_JSON_AT = (3, 4, 5)
+_OPEN_STATES = tuple(state.value for state in Deployment.OPEN_STATES)
+
+
+def checkin_device(uid: str) -> tuple[Device, bool] | None:
+    """The device named `uid` (auth fields included) and whether it has an open deployment; one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(CHECKIN_DEVICE_SQL, [*_OPEN_STATES, uid])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[:12])
+    for index in _JSON_AT:
+        if isinstance(values[index], str | bytes):
+            values[index] = json.loads(values[index])
+    if isinstance(values[10], str):  # SQLite (the demo) hands back text
+        values[10] = parse_datetime(values[10])
+    if values[10] is not None and timezone.is_naive(values[10]):
+        values[10] = timezone.make_aware(values[10], UTC)
+    values[8] = bool(values[8])
+    by_name = dict(zip(CHECKIN_DEVICE_FIELDS, values, strict=True))
+    # from_db takes the values in the model's field order (absent ones deferred).
+    ordered = [by_name.get(f.attname, DEFERRED) for f in Device._meta.concrete_fields]
+    return Device.from_db(connection.alias, CHECKIN_DEVICE_FIELDS, ordered), bool(row[12])
 
 
 def device_deployment(*, device: Device, deployment_id: int) -> Deployment | None:

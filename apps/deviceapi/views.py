@@ -5,9 +5,9 @@ import re
 import time
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import FileResponse, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -16,7 +16,7 @@ from apps.fleet.services import CheckinReport, EnrollmentError, device_checkin, 
 from apps.ops.metrics import record_checkin, record_checkin_error
 
 from . import selectors
-from .auth import device_required, error
+from .auth import bearer_token, device_required, error, unauthorized
 from .validation import COMPONENT_RE, MAX_COUNTER, NAME_RE, VERSION_RE, Checker, Invalid, parse_json_object
 
 CHECKIN_FIELDS = {"seq", "installed", "health", "attributes", "sent_at"}
@@ -31,7 +31,12 @@ def invalid(exc: Invalid) -> JsonResponse:
 
 
 def _body(request) -> dict:
-    return parse_json_object(request.body, max_bytes=settings.FLEET["MAX_CHECKIN_BODY"])
+    max_bytes = settings.FLEET["MAX_CHECKIN_BODY"]
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:  # above DATA_UPLOAD_MAX_MEMORY_SIZE: Django would answer an HTML 400
+        raise Invalid([{"field": "body", "detail": f"larger than {max_bytes} bytes"}]) from exc
+    return parse_json_object(body, max_bytes=max_bytes)
 
 
 @csrf_exempt
@@ -118,32 +123,50 @@ def _read_checkin(data: dict) -> CheckinReport:
 
 
 
+def unavailable() -> JsonResponse:
+    record_checkin_error("unavailable")
+    return error(503, "unavailable", "the server could not record the check-in; retry later",
+                 headers={"Retry-After": "5"})
+
+
 @csrf_exempt
 @require_POST
-@device_required
-def checkin(request):
+def checkin(request, device_id: str):
+    """The hot path: one SELECT (device, auth, open deployment?) and, on the steady state, one Redis call."""
     started = time.perf_counter()
+    token = bearer_token(request)
+    if token is None:
+        return unauthorized("missing 'Authorization: Bearer <device token>' header")
+    try:
+        found = selectors.checkin_device(device_id)
+    except DatabaseError:
+        return unavailable()
+    if found is None or not found[0].token_matches(token):
+        return unauthorized("unknown device or wrong token")
+    device, open_deployments = found
     try:
         report = _read_checkin(_body(request))
     except Invalid as exc:
         return invalid(exc)
-    device = request.device
-    known = selectors.component_names()
+    try:
+        known = selectors.component_names()
+    except DatabaseError:
+        return unavailable()
     warnings = [f"installed.{name}: unknown component, ignored" for name in report.installed if name not in known]
-    report.installed = {name: version for name, version in report.installed.items() if name in known}
+    if warnings:
+        report.installed = {name: version for name, version in report.installed.items() if name in known}
     if not report.interval_s:
         report.interval_s = device.effective_poll_interval_s
     try:
-        result = device_checkin(device=device, report=report)
+        result = device_checkin(device=device, report=report, open_deployments=open_deployments)
+        body = selectors.device_desired_state(device=device, request=request, deployments=result.deployments)
     except DatabaseError:
-        record_checkin_error("unavailable")
-        return error(503, "unavailable", "the server could not record the check-in; retry later",
-                     headers={"Retry-After": "5"})
-    body = selectors.device_desired_state(device=device, request=request, deployments=result.deployments)
+        return unavailable()
     body.update({"accepted": result.accepted, "duplicate": result.duplicate, "seq": report.seq})
     if warnings:
         body["warnings"] = warnings
-    record_checkin("duplicate" if result.duplicate else "accepted", time.perf_counter() - started)
+    record_checkin("duplicate" if result.duplicate else "accepted", time.perf_counter() - started,
+                   path="buffered" if result.buffered else "sync")
     return JsonResponse(body)
 
 
@@ -190,7 +213,9 @@ def deployment_feedback(request, deployment_id: int):
 @require_GET
 @device_required
 def artifact_download(request, artifact_id: int):
-    artifact = get_object_or_404(Artifact, pk=artifact_id)
+    artifact = Artifact.objects.filter(pk=artifact_id).first()
+    if artifact is None:  # JSON like every other device API answer (found by tests/fuzz)
+        return error(404, "not_found", f"no artifact {artifact_id}", field="artifact_id")
     return serve_artifact(request, artifact)
 
 

@@ -1,5 +1,6 @@
 """State changes of the fleet: enrollment, check-ins, tokens, components, releases, cohorts."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,10 +10,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.governance.hooks import combination_created
 from apps.live.broadcast import FLEET, broadcast_event, fleet_changed
 
+from . import checkin_buffer
 from .cohort_query import compile_filter
 from .models import Cohort, Combination, Component, Device, EnrollmentSecret, HealthReport, Release, hash_token, new_token
+
+
+log = logging.getLogger(__name__)
 
 
 class EnrollmentError(Exception):
@@ -41,6 +47,8 @@ class CheckinResult:
     combination_changed: bool
     # The device's open deployments as the check-in advanced them (None: not read).
     deployments: list | None = None
+    # Buffered in Redis (fast path), written to PostgreSQL by the next flush.
+    buffered: bool = False
 
 
 def _combination_for(versions: dict[str, str], now: datetime) -> Combination:
@@ -50,6 +58,7 @@ def _combination_for(versions: dict[str, str], now: datetime) -> Combination:
         try:
             with transaction.atomic():
                 combination = Combination.objects.create(key=key, versions=versions, first_seen=now, last_seen=now)
+                combination_created(combination.pk)  # governance: after commit, alert if uncertified
         except IntegrityError:
             # Another check-in created the same combination a moment ago.
             combination = Combination.objects.get(key=key)
@@ -83,11 +92,73 @@ def device_installed_set(*, device: Device, installed: dict[str, str], now: date
     return bool(moved)
 
 
-def device_checkin(*, device: Device, report: CheckinReport) -> CheckinResult:
-    """The hot path: one short transaction, a constant number of queries, no fleet-wide reads."""
+def _has_open_deployments(device: Device) -> bool:
+    from apps.rollouts.models import Deployment
+
+    return Deployment.objects.filter(device_id=device.pk, state__in=Deployment.OPEN_STATES).exists()
+
+
+def device_checkin(*, device: Device, report: CheckinReport, open_deployments: bool | None = None) -> CheckinResult:
+    """Record a check-in: buffered in Redis on the steady state, one short transaction otherwise.
+
+    `open_deployments`: whether the device has an open deployment, when the caller already
+    read it (the device API reads it with the device); None: read here.
+
+    Fast path (FLEET["CHECKIN_BUFFER"] on PostgreSQL, the device runs what it ran and has no
+    open deployment): no database write, one Redis script call that counts the report once
+    (seq) and buffers it for `checkin_flush` (see apps/fleet/checkin_buffer.py). Anything else,
+    or Redis unavailable, takes the synchronous transaction below, whose semantics the rollout
+    engine relies on (settling, fallback detection).
+    """
+    now = timezone.now()
+    claimed: tuple[int, int] | None = None
+    if checkin_buffer.enabled():
+        steady = device.combination_id is not None and report.installed == device.installed
+        if steady and open_deployments is None:
+            open_deployments = _has_open_deployments(device)
+        received = now.timestamp()
+        try:
+            if steady and not open_deployments:
+                merged = None
+                if report.attributes is not None:
+                    merged = {**device.attributes, **report.attributes}
+                entry = checkin_buffer.entry_accepted(
+                    device_id=device.pk, seq=report.seq, received_at=received, interval_s=report.interval_s,
+                    combination_id=device.combination_id, health=report.health, extra=report.extra,
+                    attributes=report.attributes,
+                )
+                new, _ = checkin_buffer.seq_claim(
+                    device_id=device.pk, seq=report.seq, db_last_seq=device.last_seq, entry=entry,
+                    duplicate_entry=checkin_buffer.entry_duplicate(device_id=device.pk, received_at=received),
+                )
+                device.last_seen = now
+                if not new:
+                    return CheckinResult(accepted=False, duplicate=True, combination_changed=False, deployments=[])
+                device.last_seq = report.seq
+                if merged is not None:
+                    device.attributes = merged
+                return CheckinResult(accepted=True, duplicate=False, combination_changed=False, deployments=[],
+                                     buffered=True)
+            new, previous = checkin_buffer.seq_claim(device_id=device.pk, seq=report.seq, db_last_seq=device.last_seq)
+            if not new:
+                Device.objects.filter(pk=device.pk).update(last_seen=now)
+                device.last_seen = now
+                return CheckinResult(accepted=False, duplicate=True, combination_changed=False)
+            claimed = (report.seq, previous)
+        except checkin_buffer.BufferUnavailable:
+            checkin_buffer.warn_unavailable()
+    try:
+        return _device_checkin_sync(device=device, report=report, now=now)
+    except BaseException:
+        if claimed is not None:
+            checkin_buffer.seq_release(device_id=device.pk, seq=claimed[0], previous=claimed[1])
+        raise
+
+
+def _device_checkin_sync(*, device: Device, report: CheckinReport, now: datetime) -> CheckinResult:
+    """The synchronous check-in: one short transaction, a constant number of queries, no fleet-wide reads."""
     from apps.rollouts.services import deployments_on_checkin
 
-    now = timezone.now()
     with transaction.atomic():
         fields: dict[str, Any] = {"last_seq": report.seq, "last_seen": now, "checkin_count": F("checkin_count") + 1}
         if report.attributes is not None:
@@ -118,6 +189,11 @@ def device_checkin(*, device: Device, report: CheckinReport) -> CheckinResult:
         # Throttled fleet-wide to one push per second per page, sent after commit.
         fleet_changed()
     return CheckinResult(accepted=True, duplicate=False, combination_changed=changed, deployments=deployments)
+
+
+def checkin_flush(*, batch: int | None = None, max_batches: int = 1) -> "checkin_buffer.FlushResult":
+    """Write buffered check-ins to PostgreSQL now (the beat task and tests call this)."""
+    return checkin_buffer.checkin_flush(batch=batch, max_batches=max_batches)
 
 
 @transaction.atomic

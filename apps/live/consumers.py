@@ -28,6 +28,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 
 from apps.accounts.roles import VIEWER, has_role
 from apps.dashboard import selectors
@@ -149,11 +150,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         loop = asyncio.get_running_loop()
         try:
             while self._dirty_since is not None:
-                due = max(self._dirty_since, self._last_push) + PUSH_INTERVAL_S
+                first = self._dirty_since
+                # Leading edge: push at once unless the last push is less than an interval ago
+                # (at most one push per interval either way). Waiting a full interval after every
+                # first event put ~1 s into every update (bench/fanout.py: p50 1.5 s → see docs).
+                due = max(first, self._last_push + PUSH_INTERVAL_S)
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
                 since, self._dirty_since = self._dirty_latest, None
                 await self._push(initial=False, not_before=since)
+                if self._dirty_since is None and loop.time() < first + PUSH_INTERVAL_S:
+                    # Pushed early: recompute once more an interval later, because a throttled
+                    # event dropped inside the window (broadcast.THROTTLE_WINDOW_S) announced a
+                    # change this push may not include. No message if nothing changed.
+                    self._dirty_since = self._dirty_latest = loop.time()
         except Exception:
             log.exception("live push failed for %s", self.surface)
         finally:
@@ -164,10 +174,21 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(RESYNC_S)
             self._mark_dirty()
 
+    def _compute_in_pool(self) -> dict[str, Any]:
+        # A pool thread must not keep its own database connection open between snapshots
+        # (connections would pile up per thread); reconnecting costs a few ms per push.
+        try:
+            return self.compute()
+        finally:
+            connection.close()
+
     async def _push(self, *, initial: bool, not_before: float) -> None:
         data = await shared_snapshots.get(
             self.snapshot_key(),
-            database_sync_to_async(self.compute),
+            # Not thread-sensitive: the surfaces' snapshots (already shared per key) compute in
+            # parallel in the executor's threads instead of queueing on the one sync thread, where
+            # under a loaded database each waited for the others (bench/fanout.py, docs/performance.md).
+            database_sync_to_async(self._compute_in_pool, thread_sensitive=False),
             not_before=not_before,
         )
         events, self._events = self._events, []

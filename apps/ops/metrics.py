@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 
 CHECKINS = Counter("fleet_checkins_total", "Device check-ins answered", ["result"])
+CHECKIN_PATHS = Counter("fleet_checkin_path_total",
+                        "Accepted/duplicate check-ins by path: buffered in Redis or written synchronously", ["path"])
+CHECKIN_FLUSHED = Counter("fleet_checkin_flushed_total", "Buffered health reports written to PostgreSQL")
 CHECKIN_ERRORS = Counter("fleet_checkin_errors_total", "Device check-ins rejected, by kind", ["kind"])
 CHECKIN_SECONDS = Histogram(
     "fleet_checkin_seconds", "Check-in handling time",
@@ -26,9 +29,14 @@ WEBSOCKETS = Gauge("fleet_websocket_connections", "Open dashboard websockets", [
                    multiprocess_mode="livesum")
 
 
-def record_checkin(result: str, seconds: float) -> None:
+def record_checkin(result: str, seconds: float, *, path: str = "sync") -> None:
     CHECKINS.labels(result).inc()
+    CHECKIN_PATHS.labels(path).inc()
     CHECKIN_SECONDS.observe(seconds)
+
+
+def record_checkin_flush(rows: int) -> None:
+    CHECKIN_FLUSHED.inc(rows)
 
 
 def record_checkin_error(kind: str) -> None:
@@ -61,6 +69,9 @@ class FleetCollector:
         halted = GaugeMetricFamily("fleet_rollouts_halted", "Rollouts currently halted")
         halted.add_metric([], by_state.get(Rollout.State.HALTED, 0))
         yield halted
+        halts = GaugeMetricFamily("fleet_rollout_halts", "Rollouts that were ever halted (halted_at set)")
+        halts.add_metric([], Rollout.objects.filter(halted_at__isnull=False).count())
+        yield halts
         yield GaugeMetricFamily("fleet_devices", "Devices registered", value=Device.objects.count())
         yield GaugeMetricFamily("fleet_live_combinations", "Distinct live version combinations",
                                 value=Combination.objects.filter(device_count__gt=0).count())
@@ -74,6 +85,17 @@ class FleetCollector:
         except Exception:  # noqa: BLE001 - a scrape must not fail because the broker is down
             pass
         yield depth
+        buffered = GaugeMetricFamily("fleet_checkin_buffer_depth", "Check-ins buffered in Redis, not yet flushed")
+        lag = GaugeMetricFamily("fleet_checkin_buffer_oldest_seconds", "Age of the oldest unflushed check-in")
+        try:
+            from apps.fleet import checkin_buffer
+
+            buffered.add_metric([], checkin_buffer.depth())
+            lag.add_metric([], checkin_buffer.oldest_age_s())
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
+            pass
+        yield buffered
+        yield lag
 
 
 def render() -> tuple[bytes, str]:
@@ -92,7 +114,7 @@ def render() -> tuple[bytes, str]:
 
 def _single_process_registry(default):
     registry = CollectorRegistry()
-    for collector in (CHECKINS, CHECKIN_ERRORS, CHECKIN_SECONDS, TASK_SECONDS, TASK_WAIT_SECONDS, WEBSOCKETS):
+    for collector in (CHECKINS, CHECKIN_PATHS, CHECKIN_FLUSHED, CHECKIN_ERRORS, CHECKIN_SECONDS, TASK_SECONDS, TASK_WAIT_SECONDS, WEBSOCKETS):
         registry.register(collector)
     return registry
 

@@ -34,7 +34,12 @@
   function render(text, data) {
     if (data.ok) {
       const count = el("p", { "data-preview": "count" });
-      count.append("Matches ", el("strong", {}, fmt.format(data.count)), ` device${data.count === 1 ? "" : "s"}`);
+      count.append("Matches ", el("strong", {}, (data.estimated ? "≈ " : "") + fmt.format(data.count)),
+        ` device${data.count === 1 ? "" : "s"}`);
+      if (data.estimated) {
+        count.append(el("span", { class: "muted", "data-preview": "estimate" },
+          ` (estimated from a sample of ${fmt.format(data.sampled)} devices; the list shows matches in that sample)`));
+      }
       const list = el("ul", { class: "sample", "aria-label": "Sample of matching devices" });
       data.sample.forEach((uid) => { const li = el("li"); li.append(el("code", {}, uid)); list.append(li); });
       show("ok", data.sample.length ? [count, list] : [count]);

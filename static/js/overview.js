@@ -17,6 +17,7 @@
   function renderNumbers(s) {
     ["combinations", "devices", "online", "offline", "reporting"].forEach((key) =>
       setText(root.querySelector(`[data-key="${key}"]`), fmt.format(s[key])));
+    root.querySelectorAll('[data-estimated="online"]').forEach((e) => { e.hidden = !s.online_estimated; });
     setText(root.querySelector('[data-key="tail-combinations"]'), fmt.format(s.long_tail.combinations));
     setText(root.querySelector('[data-key="tail-devices"]'), fmt.format(s.long_tail.devices));
     setText(root.querySelector('[data-key="tail-share"]'), pct.format(s.long_tail.share));

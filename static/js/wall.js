@@ -17,6 +17,7 @@
   function renderFleet(s) {
     ["devices", "online", "offline", "combinations"].forEach((k) =>
       setText(root.querySelector(`[data-key="${k}"]`), fmt.format(s.fleet[k])));
+    root.querySelectorAll('[data-estimated="online"]').forEach((e) => { e.hidden = !s.fleet.online_estimated; });
   }
 
   function renderFreeze(s) {

@@ -12,10 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from apps.fleet.models import Cohort, Combination, Component, Device, SpreadSample
+from apps.fleet.models import Cohort, Combination, Component, SpreadSample
+
+from .counts import Estimate, device_count, fleet_size
 
 TOP_COMBINATIONS = 10
 # A combination below this share of the reporting devices is "long tail".
@@ -24,6 +26,8 @@ HEATMAP_ROWS = 12
 HEATMAP_COLS = 10
 SERIES_VERSIONS = 6
 NOT_INSTALLED = "—"
+# An *estimated* online count (fleets above EXACT_COUNT_LIMIT) is shared between requests this long.
+ONLINE_CACHE_S = 5
 OTHER = "other"
 
 
@@ -104,10 +108,13 @@ def _heatmap(rows: list[tuple[dict[str, str], int]], os_name: str, app: str) -> 
 
 def fleet_summary(*, cohort: Cohort | None = None, app: str | None = None) -> dict[str, Any]:
     """Devices online/offline and the version-combination spread, fleet-wide or for one cohort."""
-    devices = Device.objects.all() if cohort is None else cohort.devices()
-    total = devices.count()
-    # last_seen is indexed: a range count, not a scan of the fleet's rows.
-    online = devices.filter(last_seen__gte=online_cutoff()).count()
+    if cohort is None:
+        total, online = _online()
+    else:
+        devices = cohort.devices()
+        total = devices.count()
+        # last_seen is indexed: a range count, not a scan of the fleet's rows.
+        online = Estimate(count=devices.filter(last_seen__gte=online_cutoff()).count())
     rows = _combination_rows(cohort)
     os_name, apps = components()
     order = [os_name, *apps]
@@ -120,8 +127,10 @@ def fleet_summary(*, cohort: Cohort | None = None, app: str | None = None) -> di
         "cohort": cohort.pk if cohort else None,
         "cohort_name": cohort.name if cohort else "",
         "devices": total,
-        "online": online,
-        "offline": total - online,
+        "online": online.count,
+        "offline": total - online.count,
+        # Above EXACT_COUNT_LIMIT devices, online/offline are estimated from a sample (shown as "≈").
+        "online_estimated": online.estimated,
         "reporting": reporting,
         "combinations": len(rows),
         "top_combinations": [
@@ -182,13 +191,21 @@ def spread_series(*, component: str = "", hours: int = 24, max_points: int = 500
     }
 
 
+def _online() -> tuple[int, Estimate]:
+    """The fleet's size (maintained) and how many devices are online (exact when small, else sampled)."""
+    total = fleet_size()
+    online = device_count(Q(last_seen__gte=online_cutoff()), total=total, cache_key="online", cache_s=ONLINE_CACHE_S)
+    online.count = min(online.count, total)
+    return total, online
+
+
 def fleet_health() -> dict[str, int]:
-    """The wall screen's headline numbers: three indexed counts and the maintained combination count."""
-    total = Device.objects.count()
-    online = Device.objects.filter(last_seen__gte=online_cutoff()).count()
+    """The wall screen's headline numbers: maintained size, online (sampled above 100k devices), combinations."""
+    total, online = _online()
     return {
         "devices": total,
-        "online": online,
-        "offline": total - online,
+        "online": online.count,
+        "offline": total - online.count,
+        "online_estimated": online.estimated,
         "combinations": Combination.objects.filter(device_count__gt=0).count(),
     }

@@ -7,14 +7,23 @@ changes a count; pages never count deployments over the fleet themselves.
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from apps.accounts.roles import OPERATOR, has_role
 from apps.alerts.selectors import wall_alerts
-from apps.rollouts.models import FleetFreeze, Rollout
-from apps.rollouts.selectors import rollout_progress
+from apps.fleet.cohort_query import FilterError, compile_filter
+from apps.fleet.models import Cohort
+from apps.rollouts.models import FleetFreeze, Rollout, Wave
+from apps.rollouts.selection import wave_size
+from apps.rollouts.selectors import COUNT_KEYS, rollout_progress
+from apps.rollouts.selectors import DONE_KEYS as PROGRESS_DONE_KEYS
 
+from .counts import device_count
 from .fleet import fleet_health
+
+# A finished rollout's counts barely change: its live recount is cached this long.
+FINISHED_PROGRESS_TTL_S = 60
 
 # Shown on the wall and at the top of the rollouts list.
 LIVE_STATES = (
@@ -114,7 +123,7 @@ def rollout_snapshot(rollout_id: int) -> dict[str, Any] | None:
     rollout = Rollout.objects.filter(pk=rollout_id).first()
     if rollout is None:
         return None
-    progress = rollout_progress(rollout)
+    progress = _progress_of(rollout)
     return {
         "rollout": {
             **rollout_row(rollout),
@@ -128,6 +137,88 @@ def rollout_snapshot(rollout_id: int) -> dict[str, Any] | None:
         "projected_completion": progress["projected_completion"],
         "freeze": _freeze(),
     }
+
+
+def _progress_of(rollout: Rollout) -> dict[str, Any]:
+    """The engine's maintained per-wave counts for an active rollout (as of its last tick, at most
+    ENGINE_TICK_S old); a live recount otherwise (cached for finished rollouts).
+
+    A live recount joins every deployment to its device: ~0.9 s for 50,000 deployments at 1M devices.
+    """
+    maintained = _maintained_progress(rollout)
+    if maintained is not None:
+        return maintained
+    if rollout.state not in Rollout.FINAL_STATES:
+        return rollout_progress(rollout)
+    key = f"dashboard:rollout-progress:{rollout.pk}:{rollout.state}:{_iso(rollout.finished_at)}"
+    progress = cache.get(key)
+    if progress is None:
+        progress = rollout_progress(rollout)
+        cache.set(key, progress, FINISHED_PROGRESS_TTL_S)
+    return progress
+
+
+def _maintained_progress(rollout: Rollout) -> dict[str, Any] | None:
+    """rollout_progress's shape built from Rollout.progress_counts and the waves (two small queries)."""
+    if rollout.state not in Rollout.ACTIVE_STATES:
+        return None
+    counted = {row.get("wave"): row for row in (rollout.progress_counts or {}).get("waves", [])}
+    waves = []
+    for wave in rollout.waves.select_related("cohort").order_by("index"):
+        if wave.index not in counted and wave.state != Wave.State.PENDING:
+            return None  # the engine has not counted this wave yet
+        row = counted.get(wave.index, {})
+        waves.append({
+            "index": wave.index,
+            "name": wave.name or f"Wave {wave.index + 1}",
+            "cohort": wave.cohort.name if wave.cohort else None,
+            "state": wave.state,
+            "planned": wave.planned_devices,
+            "counts": {key: row.get(key, 0) for key in COUNT_KEYS},
+            "segment_coverage": wave.segment_coverage,
+            "started_at": wave.started_at,
+            "finished_at": wave.finished_at,
+            "soak_until": wave.started_at + timedelta(seconds=wave.min_soak_s) if wave.started_at else None,
+            "_wave": wave,
+        })
+    total = sum(w["counts"]["total"] for w in waves)
+    done = sum(w["counts"][key] for w in waves for key in PROGRESS_DONE_KEYS)
+    projected = _projection(rollout, waves, done)
+    for wave in waves:
+        del wave["_wave"]
+    return {
+        "rollout": rollout.pk,
+        "state": rollout.state,
+        "current_wave": rollout.current_wave,
+        "waves": waves,
+        "devices": total,
+        "done": done,
+        "projected_completion": projected,
+        "counted_at": _iso(rollout.last_tick_at),
+    }
+
+
+def _projection(rollout: Rollout, waves: list[dict[str, Any]], done: int) -> datetime | None:
+    """Linear, like apps.rollouts.selectors, but pending waves' cohorts are counted by a sample on a big fleet."""
+    if rollout.state != Rollout.State.RUNNING or not rollout.started_at or not done:
+        return None
+    now = timezone.now()
+    remaining = sum(w["counts"]["total"] for w in waves) - done
+    for wave in waves:
+        pending = wave["_wave"]
+        if pending.state == Wave.State.PENDING and pending.cohort is not None:
+            remaining += wave_size(pending.size_kind, pending.size_value, _cohort_size(pending.cohort))
+    elapsed = max((now - rollout.started_at).total_seconds(), 1.0)
+    return now + timedelta(seconds=remaining * elapsed / done)
+
+
+def _cohort_size(cohort: Cohort) -> int:
+    if cohort.kind == Cohort.Kind.EXPLICIT:
+        return cohort.members.count()
+    try:
+        return device_count(compile_filter(cohort.filter_text)).count
+    except FilterError:
+        return 0
 
 
 # Controls: action → the states it applies to (mirrors apps.rollouts.states; the services decide).
