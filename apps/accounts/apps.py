@@ -19,3 +19,9 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_ensure_roles, dispatch_uid="fleet-ensure-roles")
+        from django.contrib import admin
+
+        from . import throttle  # noqa: F401 - connects the failed-login counter
+        from .forms import AdminLoginForm
+
+        admin.site.login_form = AdminLoginForm

@@ -9,7 +9,7 @@ from django.contrib.auth import authenticate
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 
 from apps.accounts import roles
 from apps.fleet.models import name_validator, token_matches
@@ -94,7 +94,11 @@ def _basic_user(request):
 
 def parse_json(request):
     try:
-        return json.loads(request.body or b"null")
+        body = request.body
+    except RequestDataTooBig as exc:  # Django's own answer would be an HTML 400
+        raise services.HawkbitError("the body is too large", code="hawkbit.server.error.rest.body.notReadable") from exc
+    try:
+        return json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise services.HawkbitError(f"the body is not valid JSON: {exc}",
                                     code="hawkbit.server.error.rest.body.notReadable") from exc

@@ -6,6 +6,7 @@ with exactly 200 and an empty body, links are absolute HAL links.
 
 import zlib
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -140,7 +141,11 @@ def deployment_base(request, tenant: str, controller_id: str, action_id: int):
 
 
 def _read_feedback(request) -> services.Feedback:
-    if len(request.body) > MAX_FEEDBACK_BODY:
+    try:
+        size = len(request.body)
+    except RequestDataTooBig:  # above Django's upload limit: its own answer would be an HTML 400
+        size = MAX_FEEDBACK_BODY + 1
+    if size > MAX_FEEDBACK_BODY:
         raise services.HawkbitError(f"feedback larger than {MAX_FEEDBACK_BODY} bytes")
     data = parse_json(request)
     status = data.get("status") if isinstance(data, dict) else None

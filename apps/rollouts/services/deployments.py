@@ -89,6 +89,16 @@ def _finish(deployment: Deployment, state: str, now: datetime, *, code: str = ""
     return bool(changed)
 
 
+# Open states in the order a device goes through them; feedback never moves a deployment back.
+# Downloading and installing are one step: multi-chunk clients (hawkBit) download the next
+# chunk after installing the first, so they may alternate.
+_STEP = {Deployment.State.PENDING: 0, Deployment.State.DOWNLOADING: 1, Deployment.State.INSTALLING: 1,
+         Deployment.State.SETTLING: 2}
+_FEEDBACK_STEP = {"downloading": Deployment.State.DOWNLOADING, "downloaded": Deployment.State.DOWNLOADING,
+                  "installing": Deployment.State.INSTALLING, "installed": Deployment.State.SETTLING,
+                  "succeeded": Deployment.State.SETTLING}
+
+
 @transaction.atomic
 def deployment_feedback(
     *, deployment: Deployment, state: str, progress: int | None = None, error_code: str = "", detail: str = ""
@@ -99,7 +109,22 @@ def deployment_feedback(
     if deployment.state in Deployment.FINAL_STATES:
         if deployment.state == state or (state in ("installed", "succeeded") and deployment.state == "succeeded"):
             return deployment  # a retried report of what we already know
-        raise FeedbackError(f"deployment already {deployment.state}", status=410, code="gone")
+        # Late feedback for a closed deployment (canceled by an operator or an abort, or already
+        # finished): nothing changes, and the device is told why so it stops reporting.
+        why = f" ({deployment.error_code})" if deployment.error_code else ""
+        raise FeedbackError(f"deployment already {deployment.state}{why}", status=410, code="gone")
+    # Devices retry and networks reorder: a report of a step the deployment has already passed
+    # (a late "installing" after "installed", a replayed "installed" while settling) is
+    # acknowledged without moving it backwards or restarting its settle time.
+    if state in _FEEDBACK_STEP:
+        step, current = _STEP[_FEEDBACK_STEP[state]], _STEP[deployment.state]
+        if step < current or (step == current and _FEEDBACK_STEP[state] == deployment.state):
+            # A replay, or progress within the step it is in: only progress may grow.
+            fields = {"progress": progress} if progress is not None and progress > deployment.progress else {}
+            if fields or deployment.silent:
+                Deployment.objects.filter(pk=deployment.pk).update(**fields, silent=False)
+                deployment.progress, deployment.silent = fields.get("progress", deployment.progress), False
+            return deployment
     if state == "downloading" or state == "downloaded":
         deployment.state = Deployment.State.DOWNLOADING
     elif state == "installing":
