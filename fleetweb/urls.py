@@ -17,6 +17,8 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.deviceapi.urls")),
     path("alerts/", include("apps.alerts.urls")),
+    path("governance/", include("apps.governance.urls")),
+    path("insights/", include("apps.insights.urls")),
     path("rest/v1/", include(mgmt_urlpatterns)),
     # hawkBit DDI; before the dashboard so "/<tenant>/controller/v1/" is never a page.
     path("<str:tenant>/controller/v1/", include(ddi_urlpatterns)),

@@ -62,3 +62,118 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.acknowledged_at is None
+
+
+class WebhookEndpoint(models.Model):
+    """An outside URL that receives every alert event (raised, acknowledged) as signed JSON."""
+
+    name = models.CharField(max_length=80, unique=True)
+    # Admin-only configuration: fleetweb POSTs to whatever an admin enters (see docs/alerts.md, SSRF).
+    url = models.URLField("URL", max_length=500)
+    # Kept as given: it is needed to sign every delivery (an HMAC key cannot be stored as a hash).
+    secret = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    # Alert kinds this endpoint wants; empty means every kind.
+    kinds = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, kind: str) -> bool:
+        return self.enabled and (not self.kinds or kind in self.kinds)
+
+    @property
+    def secret_hint(self) -> str:
+        return f"…{self.secret[-4:]}" if len(self.secret) >= 12 else "…"
+
+
+class WebhookDelivery(models.Model):
+    """One alert event for one endpoint: the exact body sent, and where its attempts stand."""
+
+    class Event(models.TextChoices):
+        RAISED = "raised", "Raised"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    OPEN_STATES = (State.PENDING, State.RETRYING)
+
+    delivery_id = models.UUIDField(unique=True, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    event = models.CharField(max_length=16, choices=Event.choices)
+    # The body is fixed when the event happens: every attempt sends (and signs) the same bytes.
+    body = models.TextField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # alerts.selectors.webhook_deliveries: an endpoint's log, newest first.
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_log_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} alert {self.alert_id} → {self.endpoint_id} ({self.state})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: what came back (or what went wrong) and when the next try is due."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="webhook_attempt_number_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}: {self.status_code or self.error}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class CohortWatch(models.Model):
+    """Whether a cohort was silent at its last check, so a silence raises one alert, not one per tick."""
+
+    cohort = models.OneToOneField("fleet.Cohort", on_delete=models.CASCADE, related_name="silence_watch")
+    silent = models.BooleanField(default=False)
+    silent_since = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # alerts.services.cohort_silence_check: least recently checked cohorts first.
+            models.Index(fields=["checked_at"], name="cohort_watch_checked_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort_id}: {'silent' if self.silent else 'ok'}"

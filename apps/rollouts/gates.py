@@ -4,17 +4,22 @@ Every count here is one grouped query over the rollout's own deployments or over
 reports in the rollout's window: never a loop over devices.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q, Sum
 
-from apps.fleet.models import Device, HealthReport
+from apps.fleet.models import Combination, Device, HealthReport
 
 from .models import Deployment, Rollout, Wave
 from .selection import cohorts_q, wave_cohorts
 
+log = logging.getLogger(__name__)
 D = Deployment.State
+# How many combinations a halt's evidence names.
+MOST_AFFECTED = 3
 DEFAULT_METRICS = ("crashes", "failed_health_checks")
 METRIC_WORDS = {
     "crashes": "crash",
@@ -90,9 +95,11 @@ def absolute_halt(rollout: Rollout, wave: Wave, counts: dict, now: datetime) -> 
     if not halt:
         return None
     first = counts.get("first_failure_at")
+    combinations = _named(lambda: failing_install_combinations(rollout, wave))
     return Halt(
-        reason=f"Wave {wave.index + 1}: {message}",
+        reason=f"Wave {wave.index + 1}: {message}{_most_affected_words(combinations)}",
         evidence={
+            "combinations": combinations,
             "gate": "absolute",
             "wave": wave.index,
             "failed": failed,
@@ -188,5 +195,86 @@ def spike_halt(rollout: Rollout, wave: Wave, started: list[Wave], now: datetime)
         }
         decisions.append(evidence)
         if decision.halt:
-            return Halt(reason=f"Wave {wave.index + 1}: {decision.summary}", evidence=evidence), decisions
+            evidence["combinations"] = _named(lambda m=metric: spiking_combinations(rollout, m, start))
+            reason = f"Wave {wave.index + 1}: {decision.summary}{_most_affected_words(evidence['combinations'])}"
+            return Halt(reason=reason, evidence=evidence), decisions
     return None, decisions
+
+
+# --- which combinations a halt hits hardest (evidence only: never part of the decision) ---------------
+
+
+def _named(compute) -> list[dict]:
+    """The evidence's "combinations"; a failure here must never cost the halt itself."""
+    try:
+        # A savepoint: on PostgreSQL a failed query would otherwise poison the halt's transaction.
+        with transaction.atomic():
+            return compute()
+    except Exception:
+        log.exception("could not name the combinations most affected by a halt")
+        return []
+
+
+def combination_label(versions: dict[str, str]) -> str:
+    return " · ".join(f"{name} {versions[name]}" for name in sorted(versions)) or "(nothing installed)"
+
+
+def _with_versions(rows: list[dict]) -> list[dict]:
+    versions = dict(Combination.objects.filter(pk__in=[r["combination_id"] for r in rows]).values_list("pk", "versions"))
+    for row in rows:
+        row["versions"] = versions.get(row["combination_id"], {})
+        row["label"] = combination_label(row["versions"]) if row["combination_id"] else "(unknown combination)"
+    return rows
+
+
+def spiking_combinations(rollout: Rollout, metric: str, start: datetime, limit: int = MOST_AFFECTED) -> list[dict]:
+    """Updated devices' reports by combination: most devices affected first (one grouped query)."""
+    rows = (
+        updated_reports(rollout).filter(received_at__gte=start)
+        .values("combination_id")
+        .annotate(devices=Count("device_id", distinct=True),
+                  affected=Count("device_id", distinct=True, filter=Q(**{f"{metric}__gt": 0})),
+                  events=Sum(metric), exposure_s=Sum("interval_s"))
+        .filter(events__gt=0)
+        .order_by("-affected", "-events", "combination_id")[:limit]
+    )
+    found = []
+    for row in rows:
+        hours = (row["exposure_s"] or 0) / 3600
+        found.append({
+            "combination_id": row["combination_id"], "metric": metric, "devices": row["devices"],
+            "failing_devices": row["affected"], "events": row["events"],
+            "rate_per_device_hour": round(row["events"] / hours, 4) if hours else None,
+        })
+    return _with_versions(found)
+
+
+def failing_install_combinations(rollout: Rollout, wave: Wave, limit: int = MOST_AFFECTED) -> list[dict]:
+    """Reported deployments of the rollout by the device's combination: most failed installs first.
+
+    A failed install leaves the device on its old versions, so its combination now is the one it failed on.
+    """
+    final = Q(state__in=(D.SUCCEEDED, D.FAILED))
+    if rollout.gates_since:
+        final &= Q(finished_at__gte=rollout.gates_since)
+    failed = Q(state=D.FAILED) & ~retry_eligible_q(rollout)
+    rows = (
+        Deployment.objects.filter(final, rollout=rollout, wave=wave)
+        .values(combination_id=F("device__combination_id"))
+        .annotate(reported=Count("id"), failed=Count("id", filter=failed))
+        .filter(failed__gt=0)
+        .order_by("-failed", "combination_id")[:limit]
+    )
+    found = [
+        {"combination_id": row["combination_id"], "metric": "failed_installs", "devices": row["reported"],
+         "failing_devices": row["failed"], "failure_percent": round(100.0 * row["failed"] / row["reported"], 1)}
+        for row in rows
+    ]
+    return _with_versions(found)
+
+
+def _most_affected_words(combinations: list[dict]) -> str:
+    if not combinations:
+        return ""
+    top = combinations[0]
+    return f"; most affected: {top['label']} ({top['failing_devices']} of {top['devices']} devices)"

@@ -100,6 +100,31 @@ def profile_mark_bad(profile: dict[str, Any], spec: str) -> dict[str, Any]:
     return profile_merge(profile, {"releases": {f"{component}={version}": dict(BAD_RELEASE)}})
 
 
+# What `--sick-pairing` adds by default: crashes per hour while both releases run together.
+SICK_PAIRING_CRASH_PER_HOUR = 3.0
+
+
+def profile_mark_sick_pairing(
+    profile: dict[str, Any], spec: str, *, crash_per_hour: float = SICK_PAIRING_CRASH_PER_HOUR
+) -> dict[str, Any]:
+    """A copy of the profile in which release A crashes only on release B: spec "vision=1.4@os=39.2".
+
+    Each side alone stays healthy; only devices running both together crash more (a pairing bug).
+    """
+    first, sep, second = spec.partition("@")
+    if not sep:
+        raise ProfileError(f"pairing spec {spec!r}: expected COMPONENT=VERSION@COMPONENT=VERSION, e.g. vision=1.4@os=39.2")
+    (c1, v1), (c2, v2) = release_spec_parse(first), release_spec_parse(second)
+    if c1 == c2:
+        raise ProfileError(f"pairing spec {spec!r}: the two releases must be of different components")
+    merged = copy.deepcopy(profile)
+    merged["combinations"] = [
+        *merged.get("combinations", []),
+        {"match": {c1: v1, c2: v2}, "crash_per_hour": float(crash_per_hour)},
+    ]
+    return merged
+
+
 def profile_load(path: str | Path) -> dict[str, Any]:
     """Read a JSON profile file and merge it over the default."""
     try:

@@ -3,6 +3,7 @@ from django.shortcuts import render
 
 from apps.accounts.roles import VIEWER, role_required
 from apps.fleet.models import Cohort
+from apps.governance.selectors import uncertified_summary
 
 from .. import selectors
 
@@ -31,6 +32,7 @@ def overview(request):
             "cohort": cohort,
             "cohorts": Cohort.objects.only("id", "name").order_by("name"),
             "app_choices": summary["components"][1:],
+            "governance": uncertified_summary(top=5),
         },
     )
 

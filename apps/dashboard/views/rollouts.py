@@ -5,6 +5,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts.roles import OPERATOR, VIEWER, has_role, role_required
 from apps.fleet.models import Cohort
+from apps.governance.selectors import PLAN_STATES, rollout_prediction
 from apps.rollouts import services
 from apps.rollouts.models import Rollout
 from apps.rollouts.selectors import rollout_health_series, wave_preview
@@ -14,6 +15,8 @@ from ..forms import ReasonForm, RolloutForm, WaveFormSet
 
 # Verbs whose service requires a reason; the others take an optional one.
 NEEDS_REASON = {"pause", "resume", "abort", "rollback", "unfreeze"}
+# A start refused by the combination budget names one of these fields (apps.governance).
+BUDGET_FIELDS = {"budget_override", "reason"}
 
 
 @role_required(VIEWER)
@@ -22,7 +25,7 @@ def rollout_list(request):
 
 
 @role_required(VIEWER)
-def rollout_detail(request, pk: int):
+def rollout_detail(request, pk: int, *, start_error: str = "", status: int = 200):
     rollout = get_object_or_404(Rollout, pk=pk)
     return render(
         request,
@@ -33,7 +36,11 @@ def rollout_detail(request, pk: int):
             "controls": selectors.rollout_controls(rollout, request.user),
             "targets": rollout.targets.select_related("release__component"),
             "needs_reason": NEEDS_REASON,
+            # Combination budget prediction of a plan not started yet (apps.governance).
+            "prediction": rollout_prediction(rollout) if rollout.state in PLAN_STATES else None,
+            "start_error": start_error,
         },
+        status=status,
     )
 
 
@@ -52,11 +59,13 @@ def rollout_health(request, pk: int):
     return JsonResponse({"metric": metric, "min_ratio": threshold, "points": series})
 
 
-def _call(action: str, rollout: Rollout, user, reason: str):
+def _call(action: str, rollout: Rollout, user, reason: str, budget_override: bool = False):
     if action == "submit":
         return services.rollout_submit(rollout=rollout, actor=user)
     if action == "unfreeze":
         return services.rollout_unfreeze(rollout=rollout, actor=user, reason=reason)
+    if action == "start":
+        return services.rollout_start(rollout=rollout, actor=user, reason=reason, budget_override=budget_override)
     service = getattr(services, f"rollout_{action}")
     return service(rollout=rollout, actor=user, reason=reason)
 
@@ -71,8 +80,13 @@ def rollout_action(request, pk: int):
         return redirect("dashboard:rollout", pk=pk)
     action, reason = form.cleaned_data["action"], form.cleaned_data["reason"].strip()
     try:
-        result = _call(action, rollout, request.user, reason)
+        result = _call(action, rollout, request.user, reason, request.POST.get("budget_override") == "1")
     except services.RolloutError as exc:
+        if exc.field in BUDGET_FIELDS and action == "start":
+            # Refused by the combination budget: 409 with the field named (JSON) or the page with the error.
+            if "application/json" in request.headers.get("Accept", ""):
+                return JsonResponse({"error": exc.message, "field": exc.field}, status=409)
+            return rollout_detail(request, pk, start_error=exc.message, status=409)
         messages.error(request, f"Could not {action}: {exc.message}")
         return redirect("dashboard:rollout", pk=pk)
     messages.success(request, f"Rollout {action}: done.")

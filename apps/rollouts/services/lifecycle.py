@@ -201,7 +201,9 @@ def rollout_approve(*, rollout: Rollout, actor, reason: str = "") -> Rollout:
     )
 
 
-def start_locked(rollout: Rollout, *, actor, reason: str = "", now: datetime | None = None) -> bool:
+def start_locked(
+    rollout: Rollout, *, actor, reason: str = "", now: datetime | None = None, budget_override: bool = False
+) -> bool:
     """Start a locked, scheduled rollout now, or leave it waiting; True when it started."""
     now = now or timezone.now()
     if rollout.state != Rollout.State.SCHEDULED:
@@ -222,6 +224,18 @@ def start_locked(rollout: Rollout, *, actor, reason: str = "", now: datetime | N
                          after={"conflicts": conflicts})
         rollout.waiting_reason = message[:500]
         return False
+    # Combination budget (apps.governance): a plan that breaks it needs an admin override.
+    from apps.governance.services import rollout_budget_gate
+
+    refusal = rollout_budget_gate(rollout=rollout, actor=actor, override=budget_override, reason=reason)
+    if refusal is not None:
+        if actor is not None:
+            raise RolloutError(f"cannot start: {refusal.message}", field=refusal.field)
+        if rollout.waiting_reason != refusal.message[:500]:
+            Rollout.objects.filter(pk=rollout.pk).update(waiting_reason=refusal.message[:500])
+            audit_record(actor=actor, action="rollout.wait", obj=rollout, reason=refusal.message[:500])
+        rollout.waiting_reason = refusal.message[:500]
+        return False
     transition(
         rollout, Rollout.State.RUNNING, actor=actor, reason=reason, action="start",
         fields={"started_at": now, "current_wave": 0, "waiting_reason": "", "gates_since": None},
@@ -231,10 +245,11 @@ def start_locked(rollout: Rollout, *, actor, reason: str = "", now: datetime | N
 
 
 @transaction.atomic
-def rollout_start(*, rollout: Rollout, actor, reason: str = "") -> Rollout:
-    """Start a scheduled rollout now. With conflicts: refuse (RolloutError) or wait, by its policy."""
+def rollout_start(*, rollout: Rollout, actor, reason: str = "", budget_override: bool = False) -> Rollout:
+    """Start a scheduled rollout now. With conflicts: refuse (RolloutError) or wait, by its policy.
+    A plan breaking the combination budget is refused unless an admin overrides (with a reason)."""
     rollout = rollout_lock(rollout)
-    start_locked(rollout, actor=actor, reason=reason)
+    start_locked(rollout, actor=actor, reason=reason, budget_override=budget_override)
     return rollout
 
 

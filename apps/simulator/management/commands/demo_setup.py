@@ -10,7 +10,12 @@ from django.db import transaction
 from apps.accounts import roles
 from apps.accounts.services import roles_ensure, user_create
 from apps.fleet.models import Cohort, Component, EnrollmentSecret, Release, hash_token
-from apps.fleet.services import cohort_create, component_create, enrollment_secret_create, release_create
+from apps.fleet.services import (
+    cohort_create,
+    component_create,
+    enrollment_secret_create,
+    release_create,
+)
 
 ACTOR = "demo-setup"
 

@@ -19,7 +19,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.simulator.fleetsim import FleetSimulator, SimStats
-from apps.simulator.profiles import DEFAULT_PROFILE, ProfileError, profile_check, profile_load, profile_mark_bad
+from apps.simulator.profiles import (
+    DEFAULT_PROFILE,
+    ProfileError,
+    profile_check,
+    profile_load,
+    profile_mark_bad,
+    profile_mark_sick_pairing,
+)
 
 PROGRESS_EVERY_S = 5.0
 QUIET_PROGRESS_EVERY_S = 60.0
@@ -44,6 +51,13 @@ class Command(BaseCommand):
             default=[],
             metavar="COMPONENT=VERSION",
             help="mark a release bad: 10× crash rate, 30%% install failures (repeatable)",
+        )
+        parser.add_argument(
+            "--sick-pairing",
+            action="append",
+            default=[],
+            metavar="COMPONENT=VERSION@COMPONENT=VERSION",
+            help="the first release crashes only on the second, e.g. vision=1.4@os=39.2 (repeatable)",
         )
         parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
         parser.add_argument("--state-file", default=str(Path(settings.DATA_DIR) / "simulator-state.json"))
@@ -70,6 +84,8 @@ class Command(BaseCommand):
             profile = profile_load(options["profile"]) if options["profile"] else profile_check(DEFAULT_PROFILE)
             for spec in options["bad"]:
                 profile = profile_mark_bad(profile, spec)
+            for spec in options["sick_pairing"]:
+                profile = profile_mark_sick_pairing(profile, spec)
             simulator = FleetSimulator(
                 base_url=options["url"],
                 devices=options["devices"],
