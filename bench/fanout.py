@@ -24,35 +24,23 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
-try:
-    from _django import setup
-    from _live import (
-        RssSampler,
-        celery,
-        commit,
-        gunicorn,
-        log,
-        production_env,
-        session_cookie,
-        uvicorn,
-        wrk_load,
-        wrk_summary,
-    )
-except ImportError:
-    from bench._django import setup
-    from bench._live import (
-        RssSampler,
-        celery,
-        commit,
-        gunicorn,
-        log,
-        production_env,
-        session_cookie,
-        uvicorn,
-        wrk_load,
-        wrk_summary,
-    )
+# Run as `python bench/<name>.py` from anywhere: the repository root makes `bench` a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._django import setup
+from bench._live import (
+    RssSampler,
+    celery,
+    commit,
+    gunicorn,
+    log,
+    production_env,
+    session_cookie,
+    uvicorn,
+    wrk_load,
+    wrk_summary,
+)
 
 SURFACES = ("rollouts", "wall", "rollout", "fleet")
 

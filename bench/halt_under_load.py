@@ -28,35 +28,23 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
-try:
-    from _django import setup
-    from _live import (
-        RssSampler,
-        celery,
-        commit,
-        gunicorn,
-        log,
-        production_env,
-        session_cookie,
-        uvicorn,
-        wrk_load,
-        wrk_summary,
-    )
-except ImportError:
-    from bench._django import setup
-    from bench._live import (
-        RssSampler,
-        celery,
-        commit,
-        gunicorn,
-        log,
-        production_env,
-        session_cookie,
-        uvicorn,
-        wrk_load,
-        wrk_summary,
-    )
+# Run as `python bench/<name>.py` from anywhere: the repository root makes `bench` a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._django import setup
+from bench._live import (
+    RssSampler,
+    celery,
+    commit,
+    gunicorn,
+    log,
+    production_env,
+    session_cookie,
+    uvicorn,
+    wrk_load,
+    wrk_summary,
+)
 
 COHORT = ("bench halt cust-3", 'customer == "cust-3"')
 PREFIX = "bench: halt under load"

@@ -99,6 +99,20 @@ def test_it_sends_nothing_when_the_ack_rolls_back(alert, viewer_user, django_cap
     assert Alert.objects.get(pk=alert.pk).is_open
 
 
+def _someone_waits_on_a_lock() -> bool:
+    import psycopg
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    with psycopg.connect(dbname=settings_dict["NAME"], user=settings_dict["USER"], host=settings_dict["HOST"],
+                         port=settings_dict["PORT"] or 5432, password=settings_dict["PASSWORD"] or None,
+                         autocommit=True) as other:
+        return other.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        ).fetchone()[0] > 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_records_only_the_first_of_two_simultaneous_acks(viewer_user, operator_user):
     alert = _raise(dedupe_key="cohort_silent:7")
@@ -114,9 +128,13 @@ def test_it_records_only_the_first_of_two_simultaneous_acks(viewer_user, operato
         alert_acknowledge(alert=alert, actor=viewer_user)
         other = threading.Thread(target=ack_as_operator)
         other.start()
-        time.sleep(0.5)
-        # Still waiting on the row lock this transaction holds: the two acks really overlap.
-        assert other.is_alive()
+        # Wait until the operator's ack is blocked on the row lock this transaction holds
+        # (seen in pg_locks from a separate connection): the two acks really overlap.
+        deadline = time.monotonic() + 10
+        while not _someone_waits_on_a_lock():
+            assert other.is_alive(), "the second ack finished without waiting for the first"
+            assert time.monotonic() < deadline, "the second ack never waited on the row lock"
+            time.sleep(0.02)
     other.join(timeout=10)
     assert second and second[0].acknowledged_by_id == viewer_user.pk
     assert Alert.objects.get(pk=alert.pk).acknowledged_by_id == viewer_user.pk
