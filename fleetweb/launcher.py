@@ -77,15 +77,26 @@ class Children:
         self.procs.append((name, proc))
         return proc
 
+    # Stopped last: the web, worker and simulator still talk to them while they shut down
+    # (a Redis stopped together with them turned their last broadcasts into tracebacks).
+    SERVICES = ("redis", "postgres")
+
     def stop(self, timeout: float = 10.0) -> None:
-        for _, proc in reversed(self.procs):
+        services = [entry for entry in self.procs if entry[0] in self.SERVICES]
+        self._stop([entry for entry in self.procs if entry[0] not in self.SERVICES], timeout)
+        self._stop(services, timeout)
+        self.procs.clear()
+
+    @staticmethod
+    def _stop(procs: list[tuple[str, subprocess.Popen]], timeout: float) -> None:
+        for _, proc in reversed(procs):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + timeout
-        for name, proc in reversed(self.procs):
+        for name, proc in reversed(procs):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -95,7 +106,6 @@ class Children:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        self.procs.clear()
 
 
 # --- Redis -------------------------------------------------------------------------------
